@@ -1,0 +1,1 @@
+"""Built-in connectors, each registered as a `socialcrm.connectors` entry point."""

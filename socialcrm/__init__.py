@@ -1,0 +1,1 @@
+"""socialcrm: a social-media customer-care inbox."""

@@ -1,0 +1,64 @@
+"""Engine and sessions: SQLite (WAL) by default, PostgreSQL (asyncpg) by URL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from socialcrm import models  # noqa: F401  (registers the tables on the metadata)
+from socialcrm.config import normalize_database_url
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """Create the engine; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
+    url = normalize_database_url(url)
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 5}, **kwargs)
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def is_sqlite(engine_or_conn: AsyncEngine | AsyncConnection) -> bool:
+    return engine_or_conn.dialect.name == "sqlite"
+
+
+def insert(engine_or_conn: AsyncEngine | AsyncConnection, table: sa.Table) -> Any:
+    """An INSERT that supports ON CONFLICT on both dialects."""
+    dialect = sqlite if is_sqlite(engine_or_conn) else postgresql
+    return dialect.insert(table)
+
+
+@asynccontextmanager
+async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    async with AsyncSession(engine, expire_on_commit=False) as s:
+        yield s
+
+
+async def create_all(engine: AsyncEngine) -> None:
+    """Create the schema directly from the models (tests); production uses `socialcrm migrate`."""
+    async with engine.begin() as conn:
+        await conn.run_sync(models.SQLModel.metadata.create_all)
+
+
+async def drop_all(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(models.SQLModel.metadata.drop_all)

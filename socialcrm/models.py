@@ -1,0 +1,262 @@
+"""The tables. Hot paths (ingest, inbox) use SQLAlchemy Core on the same metadata."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Stores UTC without a zone (SQLite has none) and always hands back aware UTC datetimes."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+def created() -> Any:
+    return Field(default_factory=utcnow, sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+def json_col(default: Any = None) -> Any:
+    factory = (lambda: dict(default)) if isinstance(default, dict) else (lambda: list(default or []))
+    return Field(default_factory=factory, sa_column=sa.Column(sa.JSON(), nullable=False))
+
+
+# -- people -------------------------------------------------------------------------------
+
+class Team(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.String(100), nullable=False, unique=True))
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(sa_column=sa.Column(sa.String(100), nullable=False, unique=True))
+    display_name: str = ""
+    password_hash: str
+    role: str = Field(default="agent", max_length=10)      # agent | lead | admin
+    is_active: bool = True
+    #: Bumped on logout-everywhere, password change and disable: older sessions stop working.
+    session_epoch: int = 0
+    online: bool = False
+    capacity: int = 5
+    online_since: datetime | None = ts()
+    created_at: datetime = created()
+
+
+class TeamMember(SQLModel, table=True):
+    team_id: int = Field(foreign_key="team.id", primary_key=True)
+    user_id: int = Field(foreign_key="user.id", primary_key=True)
+
+
+# -- channels -----------------------------------------------------------------------------
+
+class Channel(SQLModel, table=True):
+    """A configured connector instance: one Facebook page, one bot, one simulated brand."""
+
+    __table_args__ = (sa.UniqueConstraint("connector", "account_id", name="uq_channel_account"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector: str = Field(max_length=40, index=True)
+    name: str
+    account_id: str | None = Field(default=None, max_length=200)
+    team_id: int = Field(foreign_key="team.id")
+    #: Non-secret settings in clear; secret ones (SecretStr fields) live Fernet-encrypted below.
+    settings: dict = json_col({})
+    secrets_encrypted: str = ""
+    status: str = Field(default="active", max_length=20)   # active | paused | needs_reauth | failing
+    status_reason: str = ""
+    sla_public_minutes: int | None = None
+    sla_private_minutes: int | None = None
+    auto_assign: bool = True
+    last_event_at: datetime | None = ts()
+    created_at: datetime = created()
+
+
+class PollCursor(SQLModel, table=True):
+    channel_id: int = Field(foreign_key="channel.id", primary_key=True)
+    cursor: str | None = None
+    last_success_at: datetime | None = ts()
+    last_error: str = ""
+    failures: int = 0
+    next_poll_at: datetime | None = ts()
+
+
+# -- customers and conversations ----------------------------------------------------------
+
+class Contact(SQLModel, table=True):
+    """A person; their accounts on each channel are identities (merging is reversible)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = ""
+    created_at: datetime = created()
+
+
+class Identity(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("channel_id", "external_id", name="uq_identity_external"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="channel.id")
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    #: The contact this identity was created with, so a merge can be undone.
+    original_contact_id: int = Field(foreign_key="contact.id")
+    external_id: str = Field(max_length=200)
+    name: str = ""
+    handle: str = ""
+    avatar_url: str = ""
+    followers: int | None = None
+    is_self: bool = False
+    unreachable: bool = False
+
+
+class Conversation(SQLModel, table=True):
+    """A DM thread, or one customer's part of a public discussion under one root post."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("channel_id", "thread_key", name="uq_conversation_thread"),
+        sa.Index("ix_conversation_queue", "status", sa.text("priority DESC"), "waiting_since"),
+        sa.Index("ix_conversation_assignee", "assignee_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="channel.id")
+    team_id: int = Field(foreign_key="team.id", index=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    identity_id: int = Field(foreign_key="identity.id")
+    thread_key: str = Field(max_length=420)
+    thread_external_id: str = Field(max_length=200)
+    #: The item a reply should answer: the customer's latest comment in a public thread.
+    reply_to_external_id: str | None = Field(default=None, max_length=200)
+    public: bool
+    status: str = Field(default="open", max_length=10)      # open | pending | resolved
+    priority: int = Field(default=0, sa_column=sa.Column(sa.BigInteger(), nullable=False, server_default="0"))
+    waiting_since: datetime | None = ts()
+    sla_due_at: datetime | None = ts()
+    first_response_at: datetime | None = ts()
+    last_customer_message_at: datetime | None = ts()
+    last_message_at: datetime | None = ts()
+    last_message_preview: str = ""
+    assignee_id: int | None = Field(default=None, foreign_key="user.id")
+    assignment_reason: str = ""
+    created_at: datetime = created()
+
+
+class Message(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("channel_id", "external_id", name="uq_message_external"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    channel_id: int = Field(foreign_key="channel.id")
+    #: NULL until the platform has accepted an outbound reply (and always for notes).
+    external_id: str | None = Field(default=None, max_length=200)
+    direction: str = Field(max_length=4)                    # in | out | note
+    kind: str = Field(default="message", max_length=10)
+    public: bool = False
+    author_identity_id: int | None = Field(default=None, foreign_key="identity.id")
+    author_user_id: int | None = Field(default=None, foreign_key="user.id")
+    text: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False, server_default=""))
+    in_reply_to_external_id: str | None = Field(default=None, max_length=200)
+    attachments: list = json_col([])
+    #: queued | sent | delivered | read | failed (outbound); received (inbound)
+    status: str = Field(default="received", max_length=10)
+    error: str = ""
+    moderation: str = ""                                    # "" | hidden
+    deleted: bool = False
+    edited_at: datetime | None = ts()
+    reactions: dict = json_col({})
+    created_at: datetime = created()
+
+
+class PendingChange(SQLModel, table=True):
+    """An edit, delete or reaction that arrived before the item it changes."""
+
+    __table_args__ = (sa.Index("ix_pending_target", "channel_id", "target_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="channel.id")
+    target_external_id: str = Field(max_length=200)
+    kind: str = Field(max_length=10)
+    text: str = ""
+    detail: dict = json_col({})
+    created_at: datetime = created()
+
+
+class ConversationEvent(SQLModel, table=True):
+    """Append-only log: created, assigned, unassigned, customer_message, first_response,
+    responded, resolved, reopened. Every metric is computed from it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    kind: str = Field(max_length=20)
+    at: datetime = created()
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    detail: dict = json_col({})
+
+
+class Assignment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    by_user_id: int | None = Field(default=None, foreign_key="user.id")   # None: the router
+    reason: str
+    at: datetime = created()
+
+
+# -- delivery -----------------------------------------------------------------------------
+
+class Receipt(SQLModel, table=True):
+    """A raw webhook delivery, stored before we acknowledge it; replayable."""
+
+    __table_args__ = (sa.Index("ix_receipt_pending", "status", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connector: str = Field(max_length=40)
+    channel_id: int | None = Field(default=None, foreign_key="channel.id")
+    received_at: datetime = created()
+    headers: dict = json_col({})                            # redacted
+    body: bytes = Field(sa_column=sa.Column(sa.LargeBinary(), nullable=False))
+    status: str = Field(default="pending", max_length=10)   # pending | processed | failed
+    events: int = 0
+    error: str = ""
+    processed_at: datetime | None = ts()
+
+
+class OutboxEntry(SQLModel, table=True):
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", unique=True)
+    channel_id: int = Field(foreign_key="channel.id")
+    payload: dict = json_col({})
+    status: str = Field(default="pending", max_length=10)   # pending | sending | sent | failed
+    attempts: int = 0
+    next_attempt_at: datetime = created()
+    #: A claimed entry whose lease ran out (the process died) is claimed again: at-least-once.
+    lease_until: datetime | None = ts()
+    last_error: str = ""
+    created_at: datetime = created()
+    sent_at: datetime | None = ts()
+
+
+metadata = SQLModel.metadata
