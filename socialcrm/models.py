@@ -90,6 +90,8 @@ class Channel(SQLModel, table=True):
     sla_public_minutes: int | None = None
     sla_private_minutes: int | None = None
     auto_assign: bool = True
+    #: Fetch events with the connector's poll() (for platforms without webhooks, or as a backstop).
+    poll_enabled: bool = False
     last_event_at: datetime | None = ts()
     created_at: datetime = created()
 

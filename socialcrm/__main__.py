@@ -1,0 +1,3 @@
+from socialcrm.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,122 @@
+"""Configured channels and the connector instance each one runs with.
+
+Settings are split by the connector's own declaration: `SecretStr` fields are encrypted
+with the vault, everything else is stored in clear so admins can read it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from pydantic import BaseModel, SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from socialcrm import models
+from socialcrm.config import Settings
+from socialcrm.connector import Connector
+from socialcrm.ingest import ChannelInfo
+from socialcrm.models import utcnow
+from socialcrm.registry import Registry
+from socialcrm.vault import Vault
+
+channel_t = models.Channel.__table__
+#: account_id() is pure: no HTTP client is needed to ask a connector which account it is.
+_NO_HTTP: Any = None
+
+
+def secret_fields(settings_model: type[BaseModel]) -> set[str]:
+    return {name for name, f in settings_model.model_fields.items() if f.annotation in (SecretStr, SecretStr | None)}
+
+
+def split_settings(cls: type[Connector], values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Validate, then split into (plain, secret) dicts of JSON-able values."""
+    model = cls.Settings.model_validate(values)
+    secrets = secret_fields(cls.Settings)
+    plain, hidden = {}, {}
+    for name in cls.Settings.model_fields:
+        value = getattr(model, name)
+        if name in secrets:
+            if value is not None:
+                hidden[name] = value.get_secret_value()
+        else:
+            plain[name] = value
+    return plain, hidden
+
+
+@dataclass
+class LoadedChannel:
+    row: models.Channel
+    connector: Connector
+    info: ChannelInfo
+
+    @property
+    def id(self) -> int:
+        assert self.row.id is not None
+        return self.row.id
+
+
+class ChannelStore:
+    """Caches connector instances per channel; `invalidate()` after an admin change."""
+
+    def __init__(self, engine: AsyncEngine, registry: Registry, vault: Vault, http: httpx.AsyncClient,
+                 settings: Settings) -> None:
+        self.engine, self.registry, self.vault, self.http, self.settings = engine, registry, vault, http, settings
+        self._cache: dict[int, LoadedChannel] | None = None
+
+    def invalidate(self) -> None:
+        self._cache = None
+
+    async def all(self) -> dict[int, LoadedChannel]:
+        if self._cache is None:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(sa.select(channel_t))).all()
+            self._cache = {r.id: self._load(models.Channel.model_validate(r._asdict())) for r in rows
+                           if r.connector in self.registry}
+        return self._cache
+
+    def _load(self, row: models.Channel) -> LoadedChannel:
+        cls = self.registry.get(row.connector)
+        values = {**row.settings, **self.vault.decrypt(row.secrets_encrypted)}
+        connector = cls.from_settings(values, self.http)
+        info = ChannelInfo(
+            id=row.id or 0, team_id=row.team_id,
+            sla_public_minutes=row.sla_public_minutes or self.settings.sla_public_minutes,
+            sla_private_minutes=row.sla_private_minutes or self.settings.sla_private_minutes,
+        )
+        return LoadedChannel(row, connector, info)
+
+    async def get(self, channel_id: int) -> LoadedChannel | None:
+        return (await self.all()).get(channel_id)
+
+    async def for_connector(self, key: str) -> list[LoadedChannel]:
+        return [c for c in (await self.all()).values() if c.row.connector == key and c.row.status != "paused"]
+
+    async def by_account(self, key: str, account_id: str) -> LoadedChannel | None:
+        for ch in await self.for_connector(key):
+            if ch.row.account_id == account_id:
+                return ch
+        return None
+
+
+async def create_channel(engine: AsyncEngine, registry: Registry, vault: Vault, *, connector: str, name: str,
+                         team_id: int, settings: dict[str, Any], **extra: Any) -> int:
+    """Store a channel; the same platform account cannot be connected twice (unique constraint)."""
+    cls = registry.get(connector)
+    plain, hidden = split_settings(cls, settings)
+    account_id = cls(cls.Settings.model_validate(settings), _NO_HTTP).account_id()
+    extra.setdefault("poll_enabled", cls.capabilities.poll and not cls.capabilities.webhook)
+    async with engine.begin() as conn:
+        return (await conn.execute(channel_t.insert().values(
+            connector=connector, name=name, account_id=account_id, team_id=team_id, settings=plain,
+            secrets_encrypted=vault.encrypt(hidden), status="active", status_reason="",
+            created_at=utcnow(), **{"auto_assign": True, **extra},
+        ).returning(channel_t.c.id))).scalar_one()
+
+
+async def set_status(engine: AsyncEngine, channel_id: int, status: str, reason: str = "") -> None:
+    async with engine.begin() as conn:
+        await conn.execute(channel_t.update().where(channel_t.c.id == channel_id)
+                           .values(status=status, status_reason=reason))

@@ -1,0 +1,110 @@
+"""`socialcrm serve | demo | migrate | create-user | parse-webhook | poll-once`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+
+from aiohttp import web
+
+from socialcrm.config import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="socialcrm", description="Social-media customer-care inbox.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the web server, webhooks and scheduler")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--migrate", action="store_true", help="apply migrations first")
+    serve.set_defaults(func=cmd_serve)
+    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=cmd_migrate)
+    user = sub.add_parser("create-user", help="add a user (password from SOCIALCRM_PASSWORD, stdin or a prompt)")
+    user.add_argument("username")
+    user.add_argument("--role", choices=("agent", "lead", "admin"), default="agent")
+    user.add_argument("--team", action="append", default=[], help="team name (repeatable)")
+    user.add_argument("--display-name", default="")
+    user.set_defaults(func=cmd_create_user)
+    demo = sub.add_parser("demo", help="demo data, the server and a simulated platform that keeps writing")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--platform-port", type=int, default=8090)
+    demo.add_argument("--interval", type=float, default=3.0, help="seconds between simulated events")
+    demo.set_defaults(func=cmd_demo)
+    from socialcrm.cli_tools import add_commands
+
+    add_commands(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines can carry tokens in URLs
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from socialcrm.migrate import upgrade
+
+    upgrade(Settings().database_url)
+    print("database is at the latest schema")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from socialcrm.web.app import create_app
+
+    settings = Settings()
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+    configure_logging(settings)
+    if args.migrate:
+        cmd_migrate(args)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+                shutdown_timeout=5)
+    return 0
+
+
+def read_password() -> str:
+    """Never from argv (it shows in `ps` and shell history): env, piped stdin, or a prompt."""
+    if os.environ.get("SOCIALCRM_PASSWORD"):
+        return os.environ["SOCIALCRM_PASSWORD"]
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    return getpass.getpass("Password: ")
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    from socialcrm.db import make_engine
+    from socialcrm.users import PasswordRejected, create_user
+
+    async def run() -> None:
+        engine = make_engine(Settings().database_url)
+        try:
+            await create_user(engine, args.username, read_password(), args.role, args.display_name, args.team)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except PasswordRejected as exc:
+        print(f"create-user: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {args.role} {args.username}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from socialcrm.demo import run_demo
+
+    return run_demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""What agents do to a conversation: assign, resolve, reopen; and their presence.
+
+Each action is one transaction that also re-runs the router where capacity changed, and
+tells the live browsers what moved.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from socialcrm import models, routing, sla
+from socialcrm.ingest import log_event
+from socialcrm.models import utcnow
+
+if TYPE_CHECKING:
+    from socialcrm.core import Core
+
+conversation_t = models.Conversation.__table__
+user_t = models.User.__table__
+
+
+class ConversationNotFound(LookupError):
+    pass
+
+
+async def _team_of(conn: sa.ext.asyncio.AsyncConnection, conversation_id: int) -> int:
+    team = (await conn.execute(sa.select(conversation_t.c.team_id)
+                               .where(conversation_t.c.id == conversation_id))).scalar()
+    if team is None:
+        raise ConversationNotFound(conversation_id)
+    return team
+
+
+def _announce(core: Core, conversation_id: int, team_id: int, assigned: list[routing.Assigned] = ()) -> None:
+    core.hub.publish({"type": "conversation", "conversation_id": conversation_id, "team_id": team_id})
+    for a in assigned:
+        core.hub.publish({"type": "conversation", "conversation_id": a.conversation_id, "team_id": a.team_id})
+    for team in {team_id} | {a.team_id for a in assigned}:
+        core.hub.publish({"type": "inbox", "team_id": team})
+
+
+async def assign(core: Core, conversation_id: int, assignee_id: int | None, by_user_id: int) -> None:
+    """Assign by hand (or unassign with None); recorded with who did it."""
+    async with core.engine.begin() as conn:
+        team = await _team_of(conn, conversation_id)
+        name = ""
+        if assignee_id is not None:
+            name = (await conn.execute(sa.select(sa.func.coalesce(sa.func.nullif(user_t.c.display_name, ""),
+                                                                  user_t.c.username))
+                                       .where(user_t.c.id == assignee_id))).scalar() or ""
+        reason = "assigned by hand" if assignee_id == by_user_id else (
+            f"assigned by a colleague to {name}" if assignee_id else "unassigned by hand")
+        await conn.execute(conversation_t.update().where(conversation_t.c.id == conversation_id)
+                           .values(assignee_id=assignee_id, assignment_reason=reason if assignee_id else ""))
+        await routing.record_assignment(conn, conversation_id, assignee_id, by_user_id, reason)
+        assigned = await routing.route(conn)
+    _announce(core, conversation_id, team, assigned)
+
+
+async def resolve(core: Core, conversation_id: int, by_user_id: int) -> None:
+    """Done: the clock stops and the agent's capacity frees up for the next in line."""
+    async with core.engine.begin() as conn:
+        team = await _team_of(conn, conversation_id)
+        public = (await conn.execute(sa.select(conversation_t.c.public)
+                                     .where(conversation_t.c.id == conversation_id))).scalar()
+        await conn.execute(conversation_t.update().where(conversation_t.c.id == conversation_id).values(
+            status="resolved", waiting_since=None, sla_due_at=None, priority=sla.priority(bool(public), None)))
+        await log_event(conn, conversation_id, "resolved", user_id=by_user_id)
+        assigned = await routing.route(conn)
+    _announce(core, conversation_id, team, assigned)
+
+
+async def reopen(core: Core, conversation_id: int, by_user_id: int) -> None:
+    async with core.engine.begin() as conn:
+        team = await _team_of(conn, conversation_id)
+        await conn.execute(conversation_t.update().where(conversation_t.c.id == conversation_id)
+                           .values(status="open"))
+        await log_event(conn, conversation_id, "reopened", user_id=by_user_id)
+    _announce(core, conversation_id, team)
+
+
+async def set_presence(core: Core, user_id: int, online: bool) -> None:
+    """Coming online takes work from the queue; going offline hands back what still waits."""
+    async with core.engine.begin() as conn:
+        await conn.execute(user_t.update().where(user_t.c.id == user_id).values(
+            online=online, online_since=utcnow() if online else None))
+        released = [] if online else await routing.release_waiting(conn, user_id, "assignee went offline")
+        assigned = await routing.route(conn)
+    for conv_id, team in released:
+        core.hub.publish({"type": "conversation", "conversation_id": conv_id, "team_id": team})
+    for a in assigned:
+        core.hub.publish({"type": "conversation", "conversation_id": a.conversation_id, "team_id": a.team_id})
+    for team in {t for _, t in released} | {a.team_id for a in assigned}:
+        core.hub.publish({"type": "inbox", "team_id": team})

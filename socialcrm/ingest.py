@@ -1,0 +1,314 @@
+"""NormalizedEvent -> contact, identity, conversation, message: exactly once.
+
+Exactly-once is enforced by the database, not by check-then-insert: a message row has a
+unique (channel_id, external_id) and is inserted with ON CONFLICT DO NOTHING, so a
+redelivery, a re-poll or a concurrent duplicate in another process is a no-op. Edits,
+deletes, reactions and delivery statuses that arrive before their item are kept in
+`pendingchange` and applied when the item comes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from socialcrm import models, sla
+from socialcrm.connector import ITEM_KINDS, NormalizedEvent
+from socialcrm.db import insert
+from socialcrm.models import utcnow
+
+contact_t = models.Contact.__table__
+identity_t = models.Identity.__table__
+conversation_t = models.Conversation.__table__
+message_t = models.Message.__table__
+pending_t = models.PendingChange.__table__
+event_t = models.ConversationEvent.__table__
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+PREVIEW_CHARS = 140
+#: Outbound delivery states only move forward; "failed" may replace any of them.
+STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """What ingest needs to know about the channel an event belongs to."""
+
+    id: int
+    team_id: int
+    sla_public_minutes: int
+    sla_private_minutes: int
+
+
+@dataclass
+class IngestResult:
+    conversations: set[int] = field(default_factory=set)
+    new_messages: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    pending: int = 0
+
+
+def clean_text(text: str | None) -> str:
+    """Lone surrogates cannot be stored as UTF-8 and PostgreSQL rejects NUL: replace, never fail."""
+    if not text:
+        return ""
+    return _SURROGATES.sub("\ufffd", text.replace("\x00", ""))
+
+
+def preview(text: str) -> str:
+    line = text.strip().split("\n", 1)[0]
+    return line[:PREVIEW_CHARS]
+
+
+def thread_key(event: NormalizedEvent, customer_external_id: str) -> str:
+    """A DM thread is one conversation; a public discussion is one per (root post, customer)."""
+    if event.public:
+        return f"{event.thread_external_id}#{customer_external_id}"
+    return event.thread_external_id
+
+
+async def apply(conn: AsyncConnection, channel: ChannelInfo, events: list[NormalizedEvent],
+                now: datetime | None = None) -> IngestResult:
+    """Apply events in order inside the caller's transaction."""
+    result = IngestResult()
+    now = now or utcnow()
+    for event in events:
+        if event.kind in ITEM_KINDS:
+            await _ingest_item(conn, channel, event, result, now)
+        else:
+            await _apply_change(conn, channel.id, event.target_external_id or event.external_id,
+                                event.kind, clean_text(event.text), event.detail, event.created_at, result)
+    return result
+
+
+# -- items ----------------------------------------------------------------------------------
+
+async def _ingest_item(conn: AsyncConnection, ch: ChannelInfo, ev: NormalizedEvent,
+                       res: IngestResult, now: datetime) -> None:
+    is_echo = ev.kind == "echo" or ev.author.is_self
+    identity_id, contact_id = await upsert_identity(conn, ch.id, ev)
+    conv_id = await _echo_conversation(conn, ch, ev) if is_echo else None
+    if conv_id is None:
+        conv_id = await _upsert_conversation(conn, ch, ev, identity_id, contact_id, is_echo)
+    text = clean_text(ev.text)
+    message_id = await _insert_message(conn, ch.id, conv_id, ev, identity_id, text, is_echo)
+    if message_id is None:
+        res.duplicates += 1
+        return
+    res.new_messages.append(message_id)
+    res.conversations.add(conv_id)
+    if is_echo:
+        await _record_native_reply(conn, conv_id, ev.created_at, text)
+    else:
+        await _record_customer_message(conn, ch, conv_id, ev, identity_id, contact_id, text, now)
+    await _apply_pending(conn, ch.id, ev.external_id, res)
+
+
+async def upsert_identity(conn: AsyncConnection, channel_id: int, ev: NormalizedEvent) -> tuple[int, int]:
+    """The author's identity on this channel, creating the contact on first sight."""
+    a = ev.author
+    row = (await conn.execute(
+        sa.select(identity_t.c.id, identity_t.c.contact_id, identity_t.c.name, identity_t.c.followers)
+        .where(identity_t.c.channel_id == channel_id, identity_t.c.external_id == a.external_id))).first()
+    fresh = {"name": clean_text(a.name), "handle": clean_text(a.handle), "avatar_url": a.avatar_url or "",
+             "followers": a.followers}
+    if row is not None:
+        if (a.name and clean_text(a.name) != row.name) or (a.followers is not None and a.followers != row.followers):
+            await conn.execute(identity_t.update().where(identity_t.c.id == row.id)
+                               .values(**{k: v for k, v in fresh.items() if v not in ("", None)}))
+        return row.id, row.contact_id
+    contact_id = (await conn.execute(contact_t.insert().values(
+        name=fresh["name"] or fresh["handle"] or a.external_id, created_at=utcnow())
+        .returning(contact_t.c.id))).scalar_one()
+    stmt = insert(conn, identity_t).values(
+        channel_id=channel_id, contact_id=contact_id, original_contact_id=contact_id,
+        external_id=a.external_id, is_self=a.is_self, unreachable=False, **fresh,
+    ).on_conflict_do_nothing(index_elements=["channel_id", "external_id"]).returning(identity_t.c.id)
+    identity_id = (await conn.execute(stmt)).scalar()
+    if identity_id is not None:
+        return identity_id, contact_id
+    # Another process created it between our select and insert: use theirs.
+    await conn.execute(contact_t.delete().where(contact_t.c.id == contact_id))
+    row = (await conn.execute(sa.select(identity_t.c.id, identity_t.c.contact_id).where(
+        identity_t.c.channel_id == channel_id, identity_t.c.external_id == a.external_id))).one()
+    return row.id, row.contact_id
+
+
+async def _echo_conversation(conn: AsyncConnection, ch: ChannelInfo, ev: NormalizedEvent) -> int | None:
+    """An echo belongs where the brand answered: the replied-to item's conversation or the DM thread."""
+    if ev.in_reply_to_external_id:
+        found = (await conn.execute(sa.select(message_t.c.conversation_id).where(
+            message_t.c.channel_id == ch.id, message_t.c.external_id == ev.in_reply_to_external_id))).scalar()
+        if found is not None:
+            return found
+    if not ev.public:
+        return (await conn.execute(sa.select(conversation_t.c.id).where(
+            conversation_t.c.channel_id == ch.id, conversation_t.c.thread_key == ev.thread_external_id))).scalar()
+    return None
+
+
+async def _upsert_conversation(conn: AsyncConnection, ch: ChannelInfo, ev: NormalizedEvent,
+                               identity_id: int, contact_id: int, is_echo: bool) -> int:
+    key = thread_key(ev, ev.author.external_id)
+    where = (conversation_t.c.channel_id == ch.id, conversation_t.c.thread_key == key)
+    found = (await conn.execute(sa.select(conversation_t.c.id).where(*where))).scalar()
+    if found is not None:
+        return found
+    # An echo with no conversation yet (the brand wrote first from the native app) is kept,
+    # but resolved: it is not a customer waiting for an answer.
+    stmt = insert(conn, conversation_t).values(
+        channel_id=ch.id, team_id=ch.team_id, contact_id=contact_id, identity_id=identity_id,
+        thread_key=key, thread_external_id=ev.thread_external_id, public=ev.public,
+        status="resolved" if is_echo else "open", priority=0, created_at=utcnow(),
+        last_message_preview="", assignment_reason="",
+    ).on_conflict_do_nothing(index_elements=["channel_id", "thread_key"]).returning(conversation_t.c.id)
+    conv_id = (await conn.execute(stmt)).scalar()
+    if conv_id is None:
+        return (await conn.execute(sa.select(conversation_t.c.id).where(*where))).scalar_one()
+    await log_event(conn, conv_id, "created", at=ev.created_at, detail={"public": ev.public})
+    return conv_id
+
+
+async def _insert_message(conn: AsyncConnection, channel_id: int, conv_id: int, ev: NormalizedEvent,
+                          identity_id: int, text: str, is_echo: bool) -> int | None:
+    stmt = insert(conn, message_t).values(
+        conversation_id=conv_id, channel_id=channel_id, external_id=ev.external_id,
+        direction="out" if is_echo else "in", kind=ev.kind, public=ev.public,
+        author_identity_id=identity_id, text=text, in_reply_to_external_id=ev.in_reply_to_external_id,
+        attachments=[_attachment_json(a) for a in ev.attachments], status="sent" if is_echo else "received",
+        error="", moderation="", deleted=False, reactions={}, created_at=ev.created_at,
+    ).on_conflict_do_nothing(index_elements=["channel_id", "external_id"]).returning(message_t.c.id)
+    return (await conn.execute(stmt)).scalar()
+
+
+def _attachment_json(a: Any) -> dict[str, Any]:
+    return {"kind": a.kind, "url": a.url, "mime_type": a.mime_type, "name": clean_text(a.name)}
+
+
+async def _record_customer_message(conn: AsyncConnection, ch: ChannelInfo, conv_id: int, ev: NormalizedEvent,
+                                   identity_id: int, contact_id: int, text: str, now: datetime) -> None:
+    conv = (await conn.execute(sa.select(
+        conversation_t.c.status, conversation_t.c.waiting_since, conversation_t.c.sla_due_at,
+        conversation_t.c.last_message_at, conversation_t.c.public, conversation_t.c.identity_id,
+    ).where(conversation_t.c.id == conv_id))).one()
+    at = min(ev.created_at, now)
+    values: dict[str, Any] = {"last_customer_message_at": at}
+    if conv.last_message_at is None or at >= conv.last_message_at:
+        values |= {"last_message_at": at, "last_message_preview": preview(text) or "(attachment)",
+                   "reply_to_external_id": ev.external_id}
+    if conv.status == "resolved":
+        await log_event(conn, conv_id, "reopened", at=at)
+    values["status"] = "open"
+    if conv.waiting_since is None or conv.status == "resolved":
+        minutes = ch.sla_public_minutes if conv.public else ch.sla_private_minutes
+        due = sla.first_response_due(at, minutes)
+        values |= {"waiting_since": at, "sla_due_at": due,
+                   "priority": sla.priority(conv.public, due, ev.author.followers)}
+    if await _is_self_identity(conn, conv.identity_id):
+        values |= {"identity_id": identity_id, "contact_id": contact_id}
+    await conn.execute(conversation_t.update().where(conversation_t.c.id == conv_id).values(**values))
+    await log_event(conn, conv_id, "customer_message", at=at)
+
+
+async def _is_self_identity(conn: AsyncConnection, identity_id: int) -> bool:
+    return bool((await conn.execute(sa.select(identity_t.c.is_self).where(identity_t.c.id == identity_id))).scalar())
+
+
+async def _record_native_reply(conn: AsyncConnection, conv_id: int, at: datetime, text: str) -> None:
+    """A reply made in the platform's own app answers the customer just like ours would."""
+    conv = (await conn.execute(sa.select(conversation_t.c.first_response_at, conversation_t.c.waiting_since,
+                                         conversation_t.c.public).where(conversation_t.c.id == conv_id))).one()
+    values: dict[str, Any] = {"last_message_at": at, "last_message_preview": preview(text)}
+    if conv.waiting_since is not None and at >= conv.waiting_since:
+        values |= {"waiting_since": None, "sla_due_at": None, "priority": sla.priority(conv.public, None)}
+        if conv.first_response_at is None:
+            values["first_response_at"] = at
+            await log_event(conn, conv_id, "first_response", at=at, detail={"via": "native app"})
+        else:
+            await log_event(conn, conv_id, "responded", at=at, detail={"via": "native app"})
+    await conn.execute(conversation_t.update().where(conversation_t.c.id == conv_id).values(**values))
+
+
+# -- changes to existing items -------------------------------------------------------------
+
+async def _apply_change(conn: AsyncConnection, channel_id: int, target: str, kind: str, text: str,
+                        detail: dict[str, Any], at: datetime, res: IngestResult) -> None:
+    row = (await conn.execute(sa.select(message_t.c.id, message_t.c.conversation_id).where(
+        message_t.c.channel_id == channel_id, message_t.c.external_id == target))).first()
+    if row is None:
+        await conn.execute(pending_t.insert().values(
+            channel_id=channel_id, target_external_id=target, kind=kind, text=text, detail=dict(detail),
+            created_at=at))
+        res.pending += 1
+        return
+    await _change_message(conn, row.id, kind, text, detail, at)
+    res.conversations.add(row.conversation_id)
+
+
+async def _change_message(conn: AsyncConnection, message_id: int, kind: str, text: str,
+                          detail: dict[str, Any], at: datetime) -> None:
+    where = message_t.c.id == message_id
+    if kind == "edit" and "moderation" in detail:
+        await conn.execute(message_t.update().where(where).values(moderation=detail["moderation"]))
+    elif kind == "edit":
+        # Apply only the newest edit, whatever order edits arrive in.
+        await conn.execute(message_t.update().where(
+            where, sa.or_(message_t.c.edited_at.is_(None), message_t.c.edited_at <= at)
+        ).values(text=text, edited_at=at))
+    elif kind == "delete":
+        await conn.execute(message_t.update().where(where).values(deleted=True))
+    elif kind == "reaction":
+        await _apply_reaction(conn, message_id, detail)
+    elif kind in ("status", "read"):
+        await _apply_status(conn, message_id, detail.get("status", "read"), detail.get("error", ""))
+
+
+async def _apply_reaction(conn: AsyncConnection, message_id: int, detail: dict[str, Any]) -> None:
+    current = (await conn.execute(sa.select(message_t.c.reactions).where(message_t.c.id == message_id))).scalar()
+    reactions = dict(current or {})
+    who = str(detail.get("by", "customer"))
+    if detail.get("action") == "unreact" or not detail.get("emoji"):
+        reactions.pop(who, None)
+    else:
+        reactions[who] = detail["emoji"]
+    await conn.execute(message_t.update().where(message_t.c.id == message_id).values(reactions=reactions))
+
+
+async def _apply_status(conn: AsyncConnection, message_id: int, status: str, error: str) -> None:
+    current = (await conn.execute(sa.select(message_t.c.status).where(message_t.c.id == message_id))).scalar()
+    if status == "failed":
+        values = {"status": "failed", "error": error or "the platform reported a delivery failure"}
+    elif STATUS_RANK.get(status, -1) > STATUS_RANK.get(current or "", -1) and current != "failed":
+        values = {"status": status}
+    else:
+        return
+    await conn.execute(message_t.update().where(message_t.c.id == message_id).values(**values))
+
+
+async def _apply_pending(conn: AsyncConnection, channel_id: int, external_id: str, res: IngestResult) -> None:
+    rows = (await conn.execute(sa.select(pending_t).where(
+        pending_t.c.channel_id == channel_id, pending_t.c.target_external_id == external_id,
+    ).order_by(pending_t.c.created_at, pending_t.c.id))).all()
+    if not rows:
+        return
+    message_id = (await conn.execute(sa.select(message_t.c.id).where(
+        message_t.c.channel_id == channel_id, message_t.c.external_id == external_id))).scalar_one()
+    for row in rows:
+        await _change_message(conn, message_id, row.kind, row.text, row.detail, row.created_at)
+    await conn.execute(pending_t.delete().where(pending_t.c.id.in_([r.id for r in rows])))
+
+
+async def apply_pending_for(conn: AsyncConnection, channel_id: int, external_id: str) -> None:
+    """Used by the outbox: a status may arrive before send() returned the platform's id."""
+    await _apply_pending(conn, channel_id, external_id, IngestResult())
+
+
+async def log_event(conn: AsyncConnection, conversation_id: int, kind: str, *, at: datetime | None = None,
+                    user_id: int | None = None, detail: dict[str, Any] | None = None) -> None:
+    await conn.execute(event_t.insert().values(conversation_id=conversation_id, kind=kind, at=at or utcnow(),
+                                               user_id=user_id, detail=detail or {}))

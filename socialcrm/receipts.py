@@ -1,0 +1,255 @@
+"""Raw webhook deliveries: stored durably before we acknowledge them, then ingested.
+
+Two loops, each taking everything queued as soon as it is free (group commit, no timer):
+
+* the store loop writes a batch of receipts in one transaction and only then resolves the
+  webhook handlers' futures, so a 2xx always means "stored";
+* the ingest loop applies a batch of stored receipts (ingest + routing) in one transaction
+  and marks them processed. If a batch fails, each receipt is retried alone so one bad
+  delivery cannot hold back the others; a receipt that still fails is marked failed with
+  the reason and can be replayed after a fix.
+
+At startup (and after a crash) `recover()` re-parses receipts still pending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from socialcrm import ingest, models, routing
+from socialcrm.channels import ChannelStore, LoadedChannel
+from socialcrm.connector import NormalizedEvent, WebhookRequest
+from socialcrm.errors import WebhookError
+from socialcrm.live import Hub
+from socialcrm.models import utcnow
+
+log = logging.getLogger(__name__)
+receipt_t = models.Receipt.__table__
+channel_t = models.Channel.__table__
+MAX_BATCH = 512
+REDACTED_HEADERS = ("authorization", "cookie", "x-hub-signature", "x-hub-signature-256",
+                    "x-twitter-webhooks-signature", "x-telegram-bot-api-secret-token", "x-simulator-signature",
+                    "x-simulator-token")
+
+
+class StoreFailed(Exception):
+    """The receipt could not be stored: the webhook must answer 503 so the platform retries."""
+
+
+def redact_headers(headers: Any) -> dict[str, str]:
+    return {k: ("[redacted]" if k.lower() in REDACTED_HEADERS else v) for k, v in headers.items()}
+
+
+@dataclass
+class Delivery:
+    channel: LoadedChannel
+    headers: dict[str, str]
+    body: bytes
+    events: list[NormalizedEvent]
+    receipt_id: int | None = None
+    future: asyncio.Future[int] | None = field(default=None, repr=False)
+
+
+class Pipeline:
+    def __init__(self, engine: AsyncEngine, channels: ChannelStore, hub: Hub) -> None:
+        self.engine, self.channels, self.hub = engine, channels, hub
+        self._store_q: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._ingest_q: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.processed = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.recover()
+        self._tasks = [asyncio.create_task(self._store_loop(), name="receipts-store"),
+                       asyncio.create_task(self._ingest_loop(), name="receipts-ingest")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def wait_idle(self) -> None:
+        """Until everything submitted so far is stored and ingested (tests, benchmarks, shutdown)."""
+        while not self._idle.is_set() or not self._store_q.empty() or not self._ingest_q.empty():
+            await self._idle.wait()
+            await asyncio.sleep(0)
+
+    # -- the webhook side -----------------------------------------------------------------
+    async def submit(self, channel: LoadedChannel, req: WebhookRequest, events: list[NormalizedEvent]) -> int:
+        """Queue a verified, parsed delivery; returns its receipt id once it is durably stored."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._mark_busy()
+        await self._store_q.put(Delivery(channel, redact_headers(req.headers), req.body, events, future=future))
+        return await future
+
+    def _mark_busy(self) -> None:
+        self._busy += 1
+        self._idle.clear()
+
+    def _mark_done(self, n: int) -> None:
+        self._busy -= n
+        if self._busy <= 0:
+            self._busy = 0
+            self._idle.set()
+
+    async def _store_loop(self) -> None:
+        while True:
+            batch = await _drain(self._store_q)
+            try:
+                ids = await self._store(batch)
+            except Exception as exc:  # database down or locked: the platform will retry
+                log.error("could not store %d webhook deliveries: %s", len(batch), exc)
+                for d in batch:
+                    _settle(d, exc=StoreFailed(str(exc)))
+                self._mark_done(len(batch))
+                continue
+            for d, rid in zip(batch, ids):
+                d.receipt_id = rid
+                _settle(d, rid)
+                self._ingest_q.put_nowait(d)
+
+    async def _store(self, batch: Sequence[Delivery]) -> list[int]:
+        now = utcnow()
+        rows = [{"connector": d.channel.row.connector, "channel_id": d.channel.id, "received_at": now,
+                 "headers": d.headers, "body": d.body, "status": "pending", "events": len(d.events),
+                 "error": ""} for d in batch]
+        async with self.engine.begin() as conn:
+            result = await conn.execute(receipt_t.insert().returning(receipt_t.c.id, sort_by_parameter_order=True),
+                                        rows)
+            return [r.id for r in result]
+
+    # -- the ingest side ------------------------------------------------------------------
+    async def _ingest_loop(self) -> None:
+        while True:
+            batch = await _drain(self._ingest_q)
+            try:
+                await self.ingest_batch(batch)
+            except Exception:
+                log.exception("ingest loop failed on a batch of %d", len(batch))
+            finally:
+                self._mark_done(len(batch))
+
+    async def ingest_batch(self, batch: Sequence[Delivery]) -> None:
+        try:
+            touched, assigned = await self._ingest_in_one_transaction(batch)
+        except Exception as exc:
+            log.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
+            touched, assigned = set(), []
+            for d in batch:
+                try:
+                    t, a = await self._ingest_in_one_transaction([d])
+                    touched |= t
+                    assigned += a
+                except Exception as one_exc:
+                    log.exception("receipt %s failed", d.receipt_id)
+                    await self._mark_failed(d.receipt_id, one_exc)
+        self.processed += len(batch)
+        self._publish(touched, assigned)
+
+    async def _ingest_in_one_transaction(self, batch: Sequence[Delivery]) -> tuple[set[tuple[int, int]], list[Any]]:
+        touched: set[tuple[int, int]] = set()
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            for d in batch:
+                for channel, events in await self._by_channel(d):
+                    result = await ingest.apply(conn, channel.info, events, now)
+                    touched |= {(cid, channel.info.team_id) for cid in result.conversations}
+                    await conn.execute(channel_t.update().where(channel_t.c.id == channel.id)
+                                       .values(last_event_at=now))
+            ids = [d.receipt_id for d in batch if d.receipt_id is not None]
+            await conn.execute(receipt_t.update().where(receipt_t.c.id.in_(ids))
+                               .values(status="processed", processed_at=now, error=""))
+            assigned = await routing.route(conn, now) if touched else []
+        return touched, assigned
+
+    async def _by_channel(self, d: Delivery) -> list[tuple[LoadedChannel, list[NormalizedEvent]]]:
+        """Route each event to its channel by platform account id (one Meta app, many pages)."""
+        out: dict[int, tuple[LoadedChannel, list[NormalizedEvent]]] = {}
+        for event in d.events:
+            channel = d.channel
+            if event.account_id and event.account_id != channel.row.account_id:
+                found = await self.channels.by_account(channel.row.connector, event.account_id)
+                if found is None:
+                    log.warning("event for unknown %s account %s skipped", channel.row.connector, event.account_id)
+                    continue
+                channel = found
+            out.setdefault(channel.id, (channel, []))[1].append(event)
+        return list(out.values())
+
+    async def _mark_failed(self, receipt_id: int | None, exc: Exception) -> None:
+        if receipt_id is None:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(receipt_t.update().where(receipt_t.c.id == receipt_id)
+                               .values(status="failed", error=f"{type(exc).__name__}: {exc}"[:500]))
+
+    def _publish(self, touched: set[tuple[int, int]], assigned: list[routing.Assigned]) -> None:
+        teams = {team for _, team in touched} | {a.team_id for a in assigned}
+        for conv_id, team in touched | {(a.conversation_id, a.team_id) for a in assigned}:
+            self.hub.publish({"type": "conversation", "conversation_id": conv_id, "team_id": team})
+        for team in teams:
+            self.hub.publish({"type": "inbox", "team_id": team})
+
+    # -- recovery and replay --------------------------------------------------------------
+    async def recover(self) -> int:
+        """Re-queue receipts that were acknowledged but not processed (a crash, a restart)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(sa.select(receipt_t.c.id).where(receipt_t.c.status == "pending")
+                                       .order_by(receipt_t.c.id))).all()
+        for row in rows:
+            await self.replay(row.id, wait=False)
+        return len(rows)
+
+    async def replay(self, receipt_id: int, wait: bool = True) -> None:
+        """Parse a stored delivery again with its channel's connector and ingest it."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(receipt_t).where(receipt_t.c.id == receipt_id))).one()
+        channel = await self.channels.get(row.channel_id)
+        if channel is None:
+            await self._mark_failed(receipt_id, LookupError("channel no longer exists"))
+            return
+        req = WebhookRequest.build("POST", "/", row.headers, {}, row.body)
+        try:
+            events = channel.connector.parse(req)
+        except WebhookError as exc:
+            await self._mark_failed(receipt_id, exc)
+            return
+        self._mark_busy()
+        self._ingest_q.put_nowait(Delivery(channel, row.headers, row.body, events, receipt_id=receipt_id))
+        if wait:
+            await self.wait_idle()
+
+
+def _settle(d: Delivery, receipt_id: int | None = None, exc: Exception | None = None) -> None:
+    if d.future is None or d.future.done():
+        return  # the webhook request was cancelled (client went away); the receipt stands
+    if exc is not None:
+        d.future.set_exception(exc)
+    else:
+        d.future.set_result(receipt_id)
+
+
+async def _drain(queue: asyncio.Queue[Delivery]) -> list[Delivery]:
+    batch = [await queue.get()]
+    while not queue.empty() and len(batch) < MAX_BATCH:
+        batch.append(queue.get_nowait())
+    return batch
+
+
+async def ingest_events(conn: AsyncConnection, channel: LoadedChannel, events: list[NormalizedEvent]) -> Any:
+    """Polled events take the same path as webhook ones, inside the poller's transaction."""
+    result = await ingest.apply(conn, channel.info, events)
+    assigned = await routing.route(conn) if result.conversations else []
+    return result, assigned

@@ -1,0 +1,148 @@
+"""Who answers what: public first, then the earliest SLA deadline, to online agents with room.
+
+Every assignment says why, in the words the agent sees ("public post, 12 min to SLA, you
+had 2 of 5 open"). The conditional UPDATE (`assignee_id IS NULL`) makes two routers that
+run at once unable to assign one conversation twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from socialcrm import models, sla
+from socialcrm.ingest import log_event
+from socialcrm.models import utcnow
+
+conversation_t = models.Conversation.__table__
+user_t = models.User.__table__
+member_t = models.TeamMember.__table__
+channel_t = models.Channel.__table__
+assignment_t = models.Assignment.__table__
+
+#: How many waiting conversations one routing pass looks at.
+BATCH = 500
+
+
+@dataclass
+class Agent:
+    id: int
+    name: str
+    capacity: int
+    load: int
+    teams: set[int]
+    online_since: datetime | None
+
+    @property
+    def has_room(self) -> bool:
+        return self.load < self.capacity
+
+
+@dataclass(frozen=True)
+class Assigned:
+    conversation_id: int
+    user_id: int
+    team_id: int
+    reason: str
+
+
+async def online_agents(conn: AsyncConnection) -> list[Agent]:
+    """Online, active people with their current open load (conversations assigned and not resolved)."""
+    load = (sa.select(conversation_t.c.assignee_id, sa.func.count().label("n"))
+            .where(conversation_t.c.status != "resolved", conversation_t.c.assignee_id.is_not(None))
+            .group_by(conversation_t.c.assignee_id).subquery())
+    rows = (await conn.execute(
+        sa.select(user_t.c.id, user_t.c.display_name, user_t.c.username, user_t.c.capacity,
+                  user_t.c.online_since, sa.func.coalesce(load.c.n, 0).label("load"))
+        .outerjoin(load, load.c.assignee_id == user_t.c.id)
+        .where(user_t.c.online.is_(True), user_t.c.is_active.is_(True)))).all()
+    teams = await _teams_of(conn, [r.id for r in rows])
+    return [Agent(r.id, r.display_name or r.username, r.capacity, r.load, teams.get(r.id, set()), r.online_since)
+            for r in rows]
+
+
+async def _teams_of(conn: AsyncConnection, user_ids: list[int]) -> dict[int, set[int]]:
+    if not user_ids:
+        return {}
+    out: dict[int, set[int]] = {}
+    for uid, tid in (await conn.execute(sa.select(member_t.c.user_id, member_t.c.team_id)
+                                        .where(member_t.c.user_id.in_(user_ids)))).all():
+        out.setdefault(uid, set()).add(tid)
+    return out
+
+
+def pick_agent(agents: list[Agent], team_id: int) -> Agent | None:
+    """Least loaded first; among equals, the one online longest (fair rotation)."""
+    candidates = [a for a in agents if team_id in a.teams and a.has_room]
+    if not candidates:
+        return None
+    far_past = datetime.min.replace(tzinfo=utcnow().tzinfo)
+    return min(candidates, key=lambda a: (a.load, a.online_since or far_past, a.id))
+
+
+def explain(public: bool, due: datetime | None, agent: Agent, now: datetime) -> str:
+    what = "public post" if public else "private message"
+    return f"{what}, {sla.describe_deadline(due, now)}, you had {agent.load} of {agent.capacity} open"
+
+
+async def route(conn: AsyncConnection, now: datetime | None = None) -> list[Assigned]:
+    """Assign waiting, unassigned conversations in priority order while agents have room."""
+    now = now or utcnow()
+    agents = await online_agents(conn)
+    if not any(a.has_room for a in agents):
+        return []
+    rows = (await conn.execute(
+        sa.select(conversation_t.c.id, conversation_t.c.team_id, conversation_t.c.public,
+                  conversation_t.c.sla_due_at)
+        .join(channel_t, channel_t.c.id == conversation_t.c.channel_id)
+        .where(conversation_t.c.status == "open", conversation_t.c.assignee_id.is_(None),
+               channel_t.c.auto_assign.is_(True))
+        .order_by(conversation_t.c.priority.desc(), conversation_t.c.waiting_since.asc())
+        .limit(BATCH))).all()
+    made: list[Assigned] = []
+    for row in rows:
+        agent = pick_agent(agents, row.team_id)
+        if agent is None:
+            continue
+        reason = explain(row.public, row.sla_due_at, agent, now)
+        if await _claim(conn, row.id, agent.id, reason, now):
+            agent.load += 1
+            made.append(Assigned(row.id, agent.id, row.team_id, reason))
+        if not any(a.has_room for a in agents):
+            break
+    return made
+
+
+async def _claim(conn: AsyncConnection, conv_id: int, user_id: int, reason: str, now: datetime) -> bool:
+    done = await conn.execute(conversation_t.update()
+                              .where(conversation_t.c.id == conv_id, conversation_t.c.assignee_id.is_(None))
+                              .values(assignee_id=user_id, assignment_reason=reason))
+    if done.rowcount != 1:
+        return False
+    await record_assignment(conn, conv_id, user_id, None, reason, now)
+    return True
+
+
+async def record_assignment(conn: AsyncConnection, conv_id: int, user_id: int | None, by_user_id: int | None,
+                            reason: str, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    await conn.execute(assignment_t.insert().values(conversation_id=conv_id, user_id=user_id,
+                                                    by_user_id=by_user_id, reason=reason, at=now))
+    kind = "assigned" if user_id is not None else "unassigned"
+    await log_event(conn, conv_id, kind, at=now, user_id=by_user_id,
+                    detail={"assignee_id": user_id, "reason": reason})
+
+
+async def release_waiting(conn: AsyncConnection, user_id: int, why: str) -> list[tuple[int, int]]:
+    """Unassign a person's conversations that still wait for an answer; returns (id, team_id)."""
+    rows = (await conn.execute(sa.select(conversation_t.c.id, conversation_t.c.team_id).where(
+        conversation_t.c.assignee_id == user_id, conversation_t.c.status == "open",
+        conversation_t.c.waiting_since.is_not(None)))).all()
+    for row in rows:
+        await conn.execute(conversation_t.update().where(conversation_t.c.id == row.id)
+                           .values(assignee_id=None, assignment_reason=""))
+        await record_assignment(conn, row.id, None, None, why)
+    return [(r.id, r.team_id) for r in rows]

@@ -1,0 +1,186 @@
+"""Ingest: exactly once, threading, echoes, out-of-order changes, dirty text."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+
+from socialcrm import ingest, models
+from socialcrm.ingest import ChannelInfo
+from tests.support import T0, add_team_and_channel, ev, minutes, running_core, signed, sim_item
+
+msg_t, conv_t, ident_t = models.Message.__table__, models.Conversation.__table__, models.Identity.__table__
+event_t, pending_t = models.ConversationEvent.__table__, models.PendingChange.__table__
+
+
+async def count(engine, table, *where) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(sa.func.count()).select_from(table).where(*where))).scalar_one()
+
+
+async def rows(engine, table, *where, order=None):
+    async with engine.connect() as conn:
+        return (await conn.execute(sa.select(table).where(*where).order_by(order or table.c.id))).all()
+
+
+async def channel_info(core, channel_id) -> ChannelInfo:
+    return (await core.channels.get(channel_id)).info
+
+
+async def test_same_delivery_three_times_concurrently_is_stored_once(database_url):
+    async with running_core(database_url) as core:
+        channel_id = await add_team_and_channel(core)
+        channel = await core.channels.get(channel_id)
+        from socialcrm.connector import WebhookRequest
+
+        body, headers = signed([sim_item("dm", "m-1", text="Hvor er pakken min?")])
+        req = WebhookRequest.build("POST", "/", headers, {}, body)
+        events = channel.connector.parse(req)
+        receipts = await asyncio.gather(*(core.pipeline.submit(channel, req, events) for _ in range(3)))
+        await core.pipeline.wait_idle()
+        assert len(set(receipts)) == 3                     # every delivery was stored and acknowledged
+        assert await count(core.engine, msg_t) == 1        # but the message exists once
+        assert await count(core.engine, conv_t) == 1
+        assert await count(core.engine, models.Receipt.__table__, models.Receipt.__table__.c.status == "processed") == 3
+
+
+async def test_concurrent_transactions_cannot_insert_a_message_twice(database_url):
+    """The database, not a check-then-insert, enforces uniqueness (matters across processes)."""
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+
+        async def one() -> int:
+            async with core.engine.begin() as conn:
+                return len((await ingest.apply(conn, info, [ev("message", "dup-1", "cust-1")])).new_messages)
+
+        results = await asyncio.gather(*(one() for _ in range(3)), return_exceptions=True)
+        assert await count(core.engine, msg_t) == 1
+        assert sum(r for r in results if isinstance(r, int)) == 1
+
+
+async def test_redelivery_and_repoll_are_no_ops(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        for _ in range(2):
+            async with core.engine.begin() as conn:
+                result = await ingest.apply(conn, info, [ev("message", "m-1", "cust-1")])
+        assert result.duplicates == 1 and result.new_messages == []
+        assert await count(core.engine, event_t, event_t.c.kind == "customer_message") == 1
+
+
+async def test_edit_before_create_is_applied_when_the_item_arrives(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [ev("edit", "c-1:edit:1", "post-1", public=True, text="fixed text",
+                                               target="c-1", at=T0 + minutes(2))])
+        assert await count(core.engine, pending_t) == 1
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [ev("comment", "c-1", "post-1", public=True, text="typo txet")])
+        (message,) = await rows(core.engine, msg_t)
+        assert message.text == "fixed text" and message.edited_at == T0 + minutes(2)
+        assert await count(core.engine, pending_t) == 0
+
+
+async def test_older_edit_never_overwrites_a_newer_one(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [
+                ev("message", "m-1", "cust-1", text="v0"),
+                ev("edit", "m-1:e2", "cust-1", text="v2", target="m-1", at=T0 + minutes(2)),
+                ev("edit", "m-1:e1", "cust-1", text="v1", target="m-1", at=T0 + minutes(1)),
+                ev("delete", "m-1:del", "cust-1", target="m-1", at=T0 + minutes(3)),
+            ])
+        (message,) = await rows(core.engine, msg_t)
+        assert (message.text, message.deleted) == ("v2", True)
+
+
+async def test_echo_is_an_outbound_message_in_the_customers_thread(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [ev("message", "m-1", "cust-1", text="Hei!")])
+            await ingest.apply(conn, info, [ev("echo", "m-2", "cust-1", author="brand", is_self=True,
+                                               text="Hei, vi ser på det", at=T0 + minutes(5))])
+        assert await count(core.engine, conv_t) == 1
+        out = (await rows(core.engine, msg_t, msg_t.c.external_id == "m-2"))[0]
+        assert (out.direction, out.status) == ("out", "sent")
+        (conv,) = await rows(core.engine, conv_t)
+        assert conv.first_response_at == T0 + minutes(5) and conv.waiting_since is None
+
+
+async def test_echo_without_a_conversation_never_opens_a_customer_conversation(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [ev("echo", "m-9", "cust-7", author="brand", is_self=True)])
+        (conv,) = await rows(core.engine, conv_t)
+        assert conv.status == "resolved" and conv.waiting_since is None
+        async with core.engine.begin() as conn:   # the customer answers: now it is theirs, and open
+            await ingest.apply(conn, info, [ev("message", "m-10", "cust-7", author="cust-7", at=T0 + minutes(1))])
+        (conv,) = await rows(core.engine, conv_t)
+        ident = (await rows(core.engine, ident_t, ident_t.c.id == conv.identity_id))[0]
+        assert conv.status == "open" and ident.external_id == "cust-7"
+
+
+async def test_public_thread_is_one_conversation_per_customer_under_a_root_post(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [
+                ev("comment", "c-1", "post-1", author="anna", public=True, in_reply_to="post-1"),
+                ev("comment", "c-2", "post-1", author="bjorn", public=True, in_reply_to="post-1"),
+                ev("comment", "c-3", "post-1", author="anna", public=True, in_reply_to="c-2", at=T0 + minutes(1)),
+                ev("comment", "c-4", "post-2", author="anna", public=True, in_reply_to="post-2"),
+            ])
+        convs = await rows(core.engine, conv_t)
+        assert sorted(c.thread_key for c in convs) == ["post-1#anna", "post-1#bjorn", "post-2#anna"]
+        anna = next(c for c in convs if c.thread_key == "post-1#anna")
+        assert anna.public and anna.reply_to_external_id == "c-3"   # replies answer the latest comment
+        assert await count(core.engine, msg_t, msg_t.c.conversation_id == anna.id) == 2
+
+
+async def test_dm_thread_is_one_conversation(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [ev("message", f"m-{i}", "cust-1", at=T0 + minutes(i)) for i in range(3)])
+        (conv,) = await rows(core.engine, conv_t)
+        assert not conv.public and conv.waiting_since == T0    # the clock runs from the first unanswered message
+        assert conv.sla_due_at == T0 + minutes(240)
+
+
+async def test_lone_surrogates_and_nul_are_cleaned_not_fatal(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [ev("message", "m-1", "cust-1", text="a\ud800b\x00c",
+                                               name="Ola\x00 \udfff")])
+        (message,) = await rows(core.engine, msg_t)
+        assert message.text == "a\ufffdbc"
+        (ident,) = await rows(core.engine, ident_t)
+        assert ident.name == "Ola \ufffd"
+
+
+async def test_a_message_after_resolve_reopens_and_restarts_the_clock(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [ev("message", "m-1", "cust-1")])
+            await conn.execute(conv_t.update().values(status="resolved", waiting_since=None, sla_due_at=None))
+            await ingest.apply(conn, info, [ev("message", "m-2", "cust-1", at=T0 + minutes(30))])
+        (conv,) = await rows(core.engine, conv_t)
+        assert conv.status == "open" and conv.waiting_since == T0 + minutes(30)
+        kinds = [e.kind for e in await rows(core.engine, event_t)]
+        assert kinds == ["created", "customer_message", "reopened", "customer_message"]
+
+
+async def test_delivery_status_before_the_send_returned_is_applied_later(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [ev("status", "s-1", "cust-1", target="out-1",
+                                               detail={"status": "delivered"})])
+        assert await count(core.engine, pending_t) == 1
