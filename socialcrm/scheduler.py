@@ -43,7 +43,8 @@ class Poller:
         """Poll every enabled channel whose next poll time has come, channels in parallel."""
         channels = [c for c in (await self.core.channels.all()).values()
                     if c.row.poll_enabled and c.row.status in ("active", "failing")]
-        await asyncio.gather(*(self.poll_channel(c) for c in channels if await self._is_due(c)))
+        due = [c for c in channels if await self._is_due(c)]
+        await asyncio.gather(*(self.poll_channel(c) for c in due))
 
     async def _is_due(self, channel: LoadedChannel) -> bool:
         async with self.core.engine.connect() as conn:
