@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from socialcrm import models, routing, sla
-from socialcrm.ingest import log_event
+from socialcrm.eventlog import log_event
 from socialcrm.models import utcnow
 
 if TYPE_CHECKING:

@@ -9,7 +9,6 @@ deletes, reactions and delivery statuses that arrive before their item are kept 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,20 +16,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from socialcrm import models, sla
+from socialcrm import ingest_bulk, models, sla
+from socialcrm.ingest_bulk import thread_key
 from socialcrm.connector import ITEM_KINDS, NormalizedEvent
 from socialcrm.db import insert
+from socialcrm.eventlog import log_event
 from socialcrm.models import utcnow
+from socialcrm.text import clean_text, preview
 
 contact_t = models.Contact.__table__
 identity_t = models.Identity.__table__
 conversation_t = models.Conversation.__table__
 message_t = models.Message.__table__
 pending_t = models.PendingChange.__table__
-event_t = models.ConversationEvent.__table__
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
-PREVIEW_CHARS = 140
 #: Outbound delivery states only move forward; "failed" may replace any of them.
 STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
 
@@ -53,59 +52,60 @@ class IngestResult:
     pending: int = 0
 
 
-def clean_text(text: str | None) -> str:
-    """Lone surrogates cannot be stored as UTF-8 and PostgreSQL rejects NUL: replace, never fail."""
-    if not text:
-        return ""
-    return _SURROGATES.sub("\ufffd", text.replace("\x00", ""))
-
-
-def preview(text: str) -> str:
-    line = text.strip().split("\n", 1)[0]
-    return line[:PREVIEW_CHARS]
-
-
-def thread_key(event: NormalizedEvent, customer_external_id: str) -> str:
-    """A DM thread is one conversation; a public discussion is one per (root post, customer)."""
-    if event.public:
-        return f"{event.thread_external_id}#{customer_external_id}"
-    return event.thread_external_id
-
-
 async def apply(conn: AsyncConnection, channel: ChannelInfo, events: list[NormalizedEvent],
                 now: datetime | None = None) -> IngestResult:
-    """Apply events in order inside the caller's transaction."""
+    """Apply events in order inside the caller's transaction.
+
+    Consecutive inbound customer items (the bulk of every webhook batch) go through the
+    bulk path; echoes and changes to existing items, which are rare, one by one.
+    """
     result = IngestResult()
     now = now or utcnow()
+    run: list[NormalizedEvent] = []
     for event in events:
+        if event.kind in ITEM_KINDS and not _is_echo(event):
+            run.append(event)
+            continue
+        await _flush(conn, channel, run, result, now)
+        run = []
         if event.kind in ITEM_KINDS:
-            await _ingest_item(conn, channel, event, result, now)
+            await _ingest_echo(conn, channel, event, result)
         else:
             await _apply_change(conn, channel.id, event.target_external_id or event.external_id,
                                 event.kind, clean_text(event.text), event.detail, event.created_at, result)
+    await _flush(conn, channel, run, result, now)
     return result
+
+
+def _is_echo(event: NormalizedEvent) -> bool:
+    return event.kind == "echo" or event.author.is_self
+
+
+async def _flush(conn: AsyncConnection, ch: ChannelInfo, run: list[NormalizedEvent], res: IngestResult,
+                 now: datetime) -> None:
+    if not run:
+        return
+    stored = await ingest_bulk.ingest_customer_items(conn, ch, run, res, now)
+    for external_id in await ingest_bulk.waiting_changes(conn, ch.id, stored):
+        await _apply_pending(conn, ch.id, external_id, res)
 
 
 # -- items ----------------------------------------------------------------------------------
 
-async def _ingest_item(conn: AsyncConnection, ch: ChannelInfo, ev: NormalizedEvent,
-                       res: IngestResult, now: datetime) -> None:
-    is_echo = ev.kind == "echo" or ev.author.is_self
+async def _ingest_echo(conn: AsyncConnection, ch: ChannelInfo, ev: NormalizedEvent, res: IngestResult) -> None:
+    """The brand's own message (sent from the platform's app): outbound, never a new customer case."""
     identity_id, contact_id = await upsert_identity(conn, ch.id, ev)
-    conv_id = await _echo_conversation(conn, ch, ev) if is_echo else None
+    conv_id = await _echo_conversation(conn, ch, ev)
     if conv_id is None:
-        conv_id = await _upsert_conversation(conn, ch, ev, identity_id, contact_id, is_echo)
+        conv_id = await _upsert_conversation(conn, ch, ev, identity_id, contact_id, is_echo=True)
     text = clean_text(ev.text)
-    message_id = await _insert_message(conn, ch.id, conv_id, ev, identity_id, text, is_echo)
+    message_id = await _insert_message(conn, ch.id, conv_id, ev, identity_id, text, is_echo=True)
     if message_id is None:
         res.duplicates += 1
         return
     res.new_messages.append(message_id)
     res.conversations.add(conv_id)
-    if is_echo:
-        await _record_native_reply(conn, conv_id, ev.created_at, text)
-    else:
-        await _record_customer_message(conn, ch, conv_id, ev, identity_id, contact_id, text, now)
+    await _record_native_reply(conn, conv_id, ev.created_at, text)
     await _apply_pending(conn, ch.id, ev.external_id, res)
 
 
@@ -188,35 +188,6 @@ async def _insert_message(conn: AsyncConnection, channel_id: int, conv_id: int, 
 
 def _attachment_json(a: Any) -> dict[str, Any]:
     return {"kind": a.kind, "url": a.url, "mime_type": a.mime_type, "name": clean_text(a.name)}
-
-
-async def _record_customer_message(conn: AsyncConnection, ch: ChannelInfo, conv_id: int, ev: NormalizedEvent,
-                                   identity_id: int, contact_id: int, text: str, now: datetime) -> None:
-    conv = (await conn.execute(sa.select(
-        conversation_t.c.status, conversation_t.c.waiting_since, conversation_t.c.sla_due_at,
-        conversation_t.c.last_message_at, conversation_t.c.public, conversation_t.c.identity_id,
-    ).where(conversation_t.c.id == conv_id))).one()
-    at = min(ev.created_at, now)
-    values: dict[str, Any] = {"last_customer_message_at": at}
-    if conv.last_message_at is None or at >= conv.last_message_at:
-        values |= {"last_message_at": at, "last_message_preview": preview(text) or "(attachment)",
-                   "reply_to_external_id": ev.external_id}
-    if conv.status == "resolved":
-        await log_event(conn, conv_id, "reopened", at=at)
-    values["status"] = "open"
-    if conv.waiting_since is None or conv.status == "resolved":
-        minutes = ch.sla_public_minutes if conv.public else ch.sla_private_minutes
-        due = sla.first_response_due(at, minutes)
-        values |= {"waiting_since": at, "sla_due_at": due,
-                   "priority": sla.priority(conv.public, due, ev.author.followers)}
-    if await _is_self_identity(conn, conv.identity_id):
-        values |= {"identity_id": identity_id, "contact_id": contact_id}
-    await conn.execute(conversation_t.update().where(conversation_t.c.id == conv_id).values(**values))
-    await log_event(conn, conv_id, "customer_message", at=at)
-
-
-async def _is_self_identity(conn: AsyncConnection, identity_id: int) -> bool:
-    return bool((await conn.execute(sa.select(identity_t.c.is_self).where(identity_t.c.id == identity_id))).scalar())
 
 
 async def _record_native_reply(conn: AsyncConnection, conv_id: int, at: datetime, text: str) -> None:
@@ -306,9 +277,3 @@ async def _apply_pending(conn: AsyncConnection, channel_id: int, external_id: st
 async def apply_pending_for(conn: AsyncConnection, channel_id: int, external_id: str) -> None:
     """Used by the outbox: a status may arrive before send() returned the platform's id."""
     await _apply_pending(conn, channel_id, external_id, IngestResult())
-
-
-async def log_event(conn: AsyncConnection, conversation_id: int, kind: str, *, at: datetime | None = None,
-                    user_id: int | None = None, detail: dict[str, Any] | None = None) -> None:
-    await conn.execute(event_t.insert().values(conversation_id=conversation_id, kind=kind, at=at or utcnow(),
-                                               user_id=user_id, detail=detail or {}))

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from socialcrm import models, sla
 from socialcrm.channels import LoadedChannel
-from socialcrm.ingest import clean_text, log_event, preview
+from socialcrm.eventlog import log_event
+from socialcrm.text import clean_text, preview
 from socialcrm.models import utcnow
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from socialcrm import models, sla
-from socialcrm.ingest import log_event
+from socialcrm.eventlog import event_row, log_event, log_events
 from socialcrm.models import utcnow
 
 conversation_t = models.Conversation.__table__
@@ -102,28 +102,39 @@ async def route(conn: AsyncConnection, now: datetime | None = None) -> list[Assi
                channel_t.c.auto_assign.is_(True))
         .order_by(conversation_t.c.priority.desc(), conversation_t.c.waiting_since.asc())
         .limit(BATCH))).all()
-    made: list[Assigned] = []
+    plan: list[Assigned] = []
     for row in rows:
         agent = pick_agent(agents, row.team_id)
         if agent is None:
             continue
-        reason = explain(row.public, row.sla_due_at, agent, now)
-        if await _claim(conn, row.id, agent.id, reason, now):
-            agent.load += 1
-            made.append(Assigned(row.id, agent.id, row.team_id, reason))
+        plan.append(Assigned(row.id, agent.id, row.team_id, explain(row.public, row.sla_due_at, agent, now)))
+        agent.load += 1
         if not any(a.has_room for a in agents):
             break
+    return await _claim_all(conn, plan, now)
+
+
+async def _claim_all(conn: AsyncConnection, plan: list[Assigned], now: datetime) -> list[Assigned]:
+    """Claim every planned conversation in one UPDATE ... RETURNING: a conversation another router
+    took meanwhile is simply not returned, so nothing is ever assigned twice."""
+    if not plan:
+        return []
+    by_id = {a.conversation_id: a for a in plan}
+    c = conversation_t.c
+    stmt = conversation_t.update().where(c.id.in_(list(by_id)), c.assignee_id.is_(None)).values(
+        assignee_id=sa.case({i: a.user_id for i, a in by_id.items()}, value=c.id),
+        assignment_reason=sa.case({i: a.reason for i, a in by_id.items()}, value=c.id),
+    ).returning(c.id)
+    claimed = set((await conn.execute(stmt)).scalars())
+    made = [a for a in plan if a.conversation_id in claimed]
+    if not made:
+        return []
+    await conn.execute(assignment_t.insert(), [
+        {"conversation_id": a.conversation_id, "user_id": a.user_id, "by_user_id": None, "reason": a.reason, "at": now}
+        for a in made])
+    await log_events(conn, [event_row(a.conversation_id, "assigned", at=now,
+                                      detail={"assignee_id": a.user_id, "reason": a.reason}) for a in made])
     return made
-
-
-async def _claim(conn: AsyncConnection, conv_id: int, user_id: int, reason: str, now: datetime) -> bool:
-    done = await conn.execute(conversation_t.update()
-                              .where(conversation_t.c.id == conv_id, conversation_t.c.assignee_id.is_(None))
-                              .values(assignee_id=user_id, assignment_reason=reason))
-    if done.rowcount != 1:
-        return False
-    await record_assignment(conn, conv_id, user_id, None, reason, now)
-    return True
 
 
 async def record_assignment(conn: AsyncConnection, conv_id: int, user_id: int | None, by_user_id: int | None,

@@ -184,3 +184,38 @@ async def test_delivery_status_before_the_send_returned_is_applied_later(databas
             await ingest.apply(conn, info, [ev("status", "s-1", "cust-1", target="out-1",
                                                detail={"status": "delivered"})])
         assert await count(core.engine, pending_t) == 1
+
+
+async def test_a_mixed_batch_applies_in_order_like_one_by_one(database_url):
+    """Runs of customer items take the bulk path; echoes and edits between them keep their order."""
+    batch = [
+        ev("message", "m-1", "cust-1", text="first", at=T0),
+        ev("message", "m-1", "cust-1", text="first", at=T0),                  # redelivered in the same batch
+        ev("echo", "m-2", "cust-1", author="brand", is_self=True, text="answer", at=T0 + minutes(3)),
+        ev("message", "m-3", "cust-1", text="thanks, one more thing", at=T0 + minutes(5)),
+        ev("edit", "m-1:e", "cust-1", text="first (edited)", target="m-1", at=T0 + minutes(6)),
+        ev("comment", "c-1", "post-9", author="cust-2", public=True, at=T0 + minutes(7)),
+    ]
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            result = await ingest.apply(conn, info, batch)
+        assert result.duplicates == 1 and len(result.new_messages) == 4
+        dm = (await rows(core.engine, conv_t, conv_t.c.thread_key == "cust-1"))[0]
+        # answered at +3, the customer wrote again at +5: waiting again since +5, first response kept
+        assert dm.first_response_at == T0 + minutes(3) and dm.waiting_since == T0 + minutes(5)
+        assert dm.last_message_preview == "thanks, one more thing"
+        texts = [m.text for m in await rows(core.engine, msg_t, msg_t.c.conversation_id == dm.id)]
+        assert texts == ["first (edited)", "answer", "thanks, one more thing"]
+        public = (await rows(core.engine, conv_t, conv_t.c.thread_key == "post-9#cust-2"))[0]
+        assert public.public and public.sla_due_at == T0 + minutes(7 + 60)
+
+
+async def test_profile_changes_update_the_identity(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [ev("message", "m-1", "cust-1", name="Kari", followers=10)])
+            await ingest.apply(conn, info, [ev("message", "m-2", "cust-1", name="Kari N.", followers=12000)])
+        (ident,) = await rows(core.engine, ident_t)
+        assert (ident.name, ident.followers) == ("Kari N.", 12000)
