@@ -59,6 +59,13 @@ class Capabilities:
     max_length_public: int | None = None        # as counted by Connector.text_length
     max_length_private: int | None = None
     reply_window: timedelta | None = None       # private replies only within this of the customer's last message
+    #: After reply_window, a reply written by a person may still go this long after the customer's
+    #: last message, marked `outside_window` so the connector tags it (Meta HUMAN_AGENT: 7 days).
+    human_agent_window: timedelta | None = None
+    #: After reply_window, only an approved template may be sent (WhatsApp).
+    templates_outside_window: bool = False
+    #: How long after a public comment one private reply to it may be sent (Meta: 7 days, once).
+    private_reply_window: timedelta | None = None
     edits: bool = False
     deletes: bool = False
     attachments: bool = False
@@ -126,7 +133,8 @@ class NormalizedEvent:
     raw: Any = None
     #: The item an edit, delete, reaction, status or read is about.
     target_external_id: str | None = None
-    #: Kind-specific facts: {"status": "failed", "error": ...}, {"emoji": "👍", "action": "react"}, ...
+    #: Kind-specific facts: {"status": "failed", "error": ...}, {"emoji": "👍", "action": "react"},
+    #: {"moderation": "hidden"} on an edit, {"reachable": False} on a status about the author.
     detail: dict[str, Any] = field(default_factory=dict)
     #: The platform account the event was delivered for (Meta page id, phone number id), used to
     #: route one app-wide callback to the right channel. None when the URL already names it.
@@ -144,6 +152,12 @@ class OutboundReply:
     in_reply_to_external_id: str | None = None  # the item this answers (comment, tweet, message)
     idempotency_key: str | None = None          # stable across retries of the same reply
     human_agent: bool = True                    # Meta HUMAN_AGENT tag is for people, not automation
+    #: "reply": in the conversation's own visibility; "private_reply": a DM answering the public
+    #: item `in_reply_to_external_id` (Meta comment private replies); "template": `template` only.
+    mode: str = "reply"
+    #: Past reply_window but inside human_agent_window: the connector must tag it (HUMAN_AGENT).
+    outside_window: bool = False
+    template: dict[str, Any] | None = None      # {"name", "language", "parameters": [...]}
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -195,6 +209,15 @@ class Connector:
     async def send(self, reply: OutboundReply) -> Sent:
         raise PermanentError(f"{self.display_name} cannot send replies")
 
+    async def hydrate(self, events: list[NormalizedEvent]) -> list[NormalizedEvent]:
+        """Fetch what a webhook left out (Instagram mentions carry only ids). Runs after the
+        delivery is stored and before ingest; a SendError leaves the receipt pending, retried."""
+        return events
+
     async def check(self) -> None:
         """Test the credentials; raise AuthFailed or TransientError. Default: nothing to test."""
         return None
+
+    async def moderate(self, action: str, external_id: str) -> None:
+        """Hide, unhide or delete a public item on the platform (declared in capabilities.moderation)."""
+        raise PermanentError(f"{self.display_name} does not support {action}")

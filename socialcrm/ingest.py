@@ -70,11 +70,20 @@ async def apply(conn: AsyncConnection, channel: ChannelInfo, events: list[Normal
         run = []
         if event.kind in ITEM_KINDS:
             await _ingest_echo(conn, channel, event, result)
+        elif "reachable" in event.detail:
+            await _set_reachable(conn, channel.id, event.author.external_id, bool(event.detail["reachable"]))
         else:
             await _apply_change(conn, channel.id, event.target_external_id or event.external_id,
                                 event.kind, clean_text(event.text), event.detail, event.created_at, result)
     await _flush(conn, channel, run, result, now)
     return result
+
+
+async def _set_reachable(conn: AsyncConnection, channel_id: int, external_id: str, reachable: bool) -> None:
+    """A customer blocked us (Telegram my_chat_member "kicked") or unblocked us."""
+    await conn.execute(identity_t.update().where(identity_t.c.channel_id == channel_id,
+                                                 identity_t.c.external_id == external_id)
+                       .values(unreachable=not reachable))
 
 
 def _is_echo(event: NormalizedEvent) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from socialcrm import ingest, models, routing
 from socialcrm.channels import ChannelStore, LoadedChannel
 from socialcrm.connector import NormalizedEvent, WebhookRequest
-from socialcrm.errors import WebhookError
+from socialcrm.errors import SendError, WebhookError
 from socialcrm.live import Hub
 from socialcrm.models import utcnow
 
@@ -67,6 +68,8 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self.processed = 0
+        #: Receipts queued or being ingested by this process; the sweep leaves them alone.
+        self._inflight: set[int | None] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -117,6 +120,7 @@ class Pipeline:
                 continue
             for d, rid in zip(batch, ids):
                 d.receipt_id = rid
+                self._inflight.add(rid)
                 _settle(d, rid)
                 self._ingest_q.put_nowait(d)
 
@@ -142,35 +146,58 @@ class Pipeline:
                 self._mark_done(len(batch))
 
     async def ingest_batch(self, batch: Sequence[Delivery]) -> None:
+        ready = await self._prepare(batch)
         try:
-            touched, assigned = await self._ingest_in_one_transaction(batch)
+            touched, assigned = await self._ingest_in_one_transaction(ready)
         except Exception as exc:
-            log.warning("batch of %d failed (%s); retrying one by one", len(batch), exc)
+            log.warning("batch of %d failed (%s); retrying one by one", len(ready), exc)
             touched, assigned = set(), []
-            for d in batch:
+            for one in ready:
                 try:
-                    t, a = await self._ingest_in_one_transaction([d])
+                    t, a = await self._ingest_in_one_transaction([one])
                     touched |= t
                     assigned += a
                 except Exception as one_exc:
-                    log.exception("receipt %s failed", d.receipt_id)
-                    await self._mark_failed(d.receipt_id, one_exc)
+                    log.exception("receipt %s failed", one.delivery.receipt_id)
+                    await self._mark_failed(one.delivery.receipt_id, one_exc)
+        for d in batch:
+            self._inflight.discard(d.receipt_id)
         self.processed += len(batch)
         self._publish(touched, assigned)
 
-    async def _ingest_in_one_transaction(self, batch: Sequence[Delivery]) -> tuple[set[tuple[int, int]], list[Any]]:
+    async def _prepare(self, batch: Sequence[Delivery]) -> list[Prepared]:
+        """Route events to their channels and let connectors fetch what webhooks leave out.
+
+        A delivery whose fetch fails stays pending (with the reason) and the sweep retries it."""
+        ready = []
+        for d in batch:
+            try:
+                parts = [(ch, await ch.connector.hydrate(evs)) for ch, evs in await self._by_channel(d)]
+            except SendError as exc:
+                await self._note_deferred(d.receipt_id, exc)
+                continue
+            ready.append(Prepared(d, parts))
+        return ready
+
+    async def _ingest_in_one_transaction(self, ready: Sequence[Prepared]) -> tuple[set[tuple[int, int]], list[Any]]:
+        """All events of the batch, one ingest call per channel (the bulk path), one commit."""
+        per_channel: dict[int, tuple[LoadedChannel, list[NormalizedEvent]]] = {}
+        for one in ready:
+            for channel, events in one.parts:
+                per_channel.setdefault(channel.id, (channel, []))[1].extend(events)
         touched: set[tuple[int, int]] = set()
         now = utcnow()
         async with self.engine.begin() as conn:
-            for d in batch:
-                for channel, events in await self._by_channel(d):
-                    result = await ingest.apply(conn, channel.info, events, now)
-                    touched |= {(cid, channel.info.team_id) for cid in result.conversations}
-                    await conn.execute(channel_t.update().where(channel_t.c.id == channel.id)
-                                       .values(last_event_at=now))
-            ids = [d.receipt_id for d in batch if d.receipt_id is not None]
-            await conn.execute(receipt_t.update().where(receipt_t.c.id.in_(ids))
-                               .values(status="processed", processed_at=now, error=""))
+            for channel, events in per_channel.values():
+                result = await ingest.apply(conn, channel.info, events, now)
+                touched |= {(cid, channel.info.team_id) for cid in result.conversations}
+            if per_channel:
+                await conn.execute(channel_t.update().where(channel_t.c.id.in_(list(per_channel)))
+                                   .values(last_event_at=now))
+            ids = [one.delivery.receipt_id for one in ready if one.delivery.receipt_id is not None]
+            if ids:
+                await conn.execute(receipt_t.update().where(receipt_t.c.id.in_(ids))
+                                   .values(status="processed", processed_at=now, error=""))
             assigned = await routing.route(conn, now) if touched else []
         return touched, assigned
 
@@ -202,7 +229,24 @@ class Pipeline:
         for team in teams:
             self.hub.publish({"type": "inbox", "team_id": team})
 
-    # -- recovery and replay --------------------------------------------------------------
+    async def _note_deferred(self, receipt_id: int | None, exc: Exception) -> None:
+        log.warning("receipt %s deferred: %s", receipt_id, exc)
+        async with self.engine.begin() as conn:
+            await conn.execute(receipt_t.update().where(receipt_t.c.id == receipt_id)
+                               .values(error=f"will retry: {exc}"[:500]))
+
+    # -- recovery and replay ------------------------------------------------------------
+    async def sweep(self, older_than: timedelta = timedelta(seconds=60)) -> int:
+        """Re-queue pending receipts nobody here is working on: deferred fetches, a crashed peer."""
+        async with self.engine.connect() as conn:
+            ids = (await conn.execute(sa.select(receipt_t.c.id).where(
+                receipt_t.c.status == "pending", receipt_t.c.received_at < utcnow() - older_than)
+                .order_by(receipt_t.c.id).limit(MAX_BATCH))).scalars().all()
+        todo = [i for i in ids if i not in self._inflight]
+        for receipt_id in todo:
+            await self.replay(receipt_id, wait=False)
+        return len(todo)
+
     async def recover(self) -> int:
         """Re-queue receipts that were acknowledged but not processed (a crash, a restart)."""
         async with self.engine.connect() as conn:
@@ -227,6 +271,7 @@ class Pipeline:
             await self._mark_failed(receipt_id, exc)
             return
         self._mark_busy()
+        self._inflight.add(receipt_id)
         self._ingest_q.put_nowait(Delivery(channel, row.headers, row.body, events, receipt_id=receipt_id))
         if wait:
             await self.wait_idle()
@@ -239,6 +284,14 @@ def _settle(d: Delivery, receipt_id: int | None = None, exc: Exception | None = 
         d.future.set_exception(exc)
     else:
         d.future.set_result(receipt_id)
+
+
+@dataclass
+class Prepared:
+    """A stored delivery with its events routed to channels and hydrated, ready to ingest."""
+
+    delivery: Delivery
+    parts: list[tuple[LoadedChannel, list[NormalizedEvent]]]
 
 
 async def _drain(queue: asyncio.Queue[Delivery]) -> list[Delivery]:

@@ -40,22 +40,54 @@ class ComposerInfo:
     window_closes_at: datetime | None
     can_send: bool
     reason: str = ""
+    #: Shown beside the composer: e.g. that a reply now goes with the HUMAN_AGENT tag.
+    note: str = ""
+    #: A public conversation whose latest comment can still be answered privately.
+    can_reply_privately: bool = False
 
 
-def check_reply(channel: LoadedChannel, conv: Any, text: str, now: datetime) -> None:
-    """Raise ReplyRejected unless this text may go to this conversation now."""
+@dataclass(frozen=True)
+class Window:
+    """Where a private reply stands against the platform's messaging window."""
+
+    state: str                      # open | human_agent | template_only | closed | none
+    closes_at: datetime | None      # when the current state ends
+
+    @property
+    def outside(self) -> bool:
+        return self.state == "human_agent"
+
+
+def window(channel: LoadedChannel, last_customer_at: datetime | None, now: datetime) -> Window:
+    caps = channel.connector.capabilities
+    if caps.reply_window is None or last_customer_at is None:
+        return Window("none", None)
+    closes = last_customer_at + caps.reply_window
+    if now <= closes:
+        return Window("open", closes)
+    if caps.human_agent_window is not None and now <= last_customer_at + caps.human_agent_window:
+        return Window("human_agent", last_customer_at + caps.human_agent_window)
+    return Window("template_only" if caps.templates_outside_window else "closed", closes)
+
+
+def check_text(channel: LoadedChannel, public: bool, text: str) -> None:
     if not text.strip():
         raise ReplyRejected("The reply is empty.")
-    _check_channel(channel, conv.public, conv.last_customer_message_at, now)
-    caps, name = channel.connector.capabilities, channel.connector.display_name
-    limit = caps.max_length(conv.public)
+    limit = channel.connector.capabilities.max_length(public)
     length = channel.connector.text_length(text)
     if limit is not None and length > limit:
-        where = "public reply" if conv.public else "private message"
-        raise ReplyRejected(f"Too long for a {name} {where}: {length} of at most {limit} characters.")
+        where = "public reply" if public else "private message"
+        raise ReplyRejected(f"Too long for a {channel.connector.display_name} {where}: "
+                            f"{length} of at most {limit} characters.")
 
 
-def _check_channel(channel: LoadedChannel, public: bool, last_customer_at: datetime | None, now: datetime) -> None:
+def check_reachable(channel: LoadedChannel, conv: Any, public: bool) -> None:
+    if not public and conv.customer_unreachable:
+        raise ReplyRejected(f"The customer has blocked us on {channel.connector.display_name}; "
+                            f"a private message cannot reach them.")
+
+
+def check_channel(channel: LoadedChannel, public: bool) -> None:
     caps, name = channel.connector.capabilities, channel.connector.display_name
     if channel.row.status == "needs_reauth":
         raise ReplyRejected(f"This {name} channel needs re-authorisation by an admin; nothing can be sent until then.")
@@ -65,22 +97,29 @@ def _check_channel(channel: LoadedChannel, public: bool, last_customer_at: datet
         raise ReplyRejected(f"{name} does not allow public replies from us.")
     if not public and not caps.private_replies:
         raise ReplyRejected(f"{name} does not allow private replies from us.")
-    closes = window_closes_at(channel, public, last_customer_at)
-    if closes is not None and now > closes:
-        raise ReplyRejected(f"The {name} reply window closed at {closes:%Y-%m-%d %H:%M} UTC: "
+
+
+def check_window(channel: LoadedChannel, w: Window, template: dict[str, Any] | None) -> None:
+    name = channel.connector.display_name
+    if w.state == "closed":
+        raise ReplyRejected(f"The {name} reply window closed at {w.closes_at:%Y-%m-%d %H:%M} UTC: "
                             f"the customer must write again before we can answer privately.")
+    if w.state == "template_only" and not template:
+        raise ReplyRejected(f"The {name} 24-hour window closed at {w.closes_at:%Y-%m-%d %H:%M} UTC: "
+                            f"only an approved template message can be sent now.")
 
 
-def window_closes_at(channel: LoadedChannel, public: bool, last_customer_at: datetime | None) -> datetime | None:
-    window = channel.connector.capabilities.reply_window
-    if public or window is None or last_customer_at is None:
-        return None
-    return last_customer_at + window
+def window_note(channel: LoadedChannel, w: Window) -> str:
+    if w.state == "human_agent":
+        return (f"Outside the standard window: your reply goes as a human agent's message, "
+                f"possible until {w.closes_at:%Y-%m-%d %H:%M} UTC.")
+    return ""
 
 
 async def _load(core: Core, conversation_id: int) -> tuple[Any, LoadedChannel]:
     async with core.engine.connect() as conn:
-        conv = (await conn.execute(sa.select(conversation_t, identity_t.c.external_id.label("customer_id"))
+        conv = (await conn.execute(sa.select(conversation_t, identity_t.c.external_id.label("customer_id"),
+                                             identity_t.c.unreachable.label("customer_unreachable"))
                                    .join(identity_t, identity_t.c.id == conversation_t.c.identity_id)
                                    .where(conversation_t.c.id == conversation_id))).first()
     if conv is None:
@@ -93,37 +132,91 @@ async def _load(core: Core, conversation_id: int) -> tuple[Any, LoadedChannel]:
 
 async def composer_info(core: Core, conversation_id: int) -> ComposerInfo:
     conv, channel = await _load(core, conversation_id)
-    closes = window_closes_at(channel, conv.public, conv.last_customer_message_at)
+    now = utcnow()
+    w = window(channel, conv.last_customer_message_at, now) if not conv.public else Window("none", None)
+    limit = channel.connector.capabilities.max_length(conv.public)
+    private_ok = await _can_reply_privately(core, channel, conv, now)
     try:
-        _check_channel(channel, conv.public, conv.last_customer_message_at, utcnow())
+        check_channel(channel, conv.public)
+        check_reachable(channel, conv, conv.public)
+        check_window(channel, w, template=None)
     except ReplyRejected as exc:
-        return ComposerInfo(channel.connector.capabilities.max_length(conv.public), conv.public, closes, False, str(exc))
-    return ComposerInfo(channel.connector.capabilities.max_length(conv.public), conv.public, closes, True)
+        return ComposerInfo(limit, conv.public, w.closes_at, False, str(exc), can_reply_privately=private_ok)
+    return ComposerInfo(limit, conv.public, w.closes_at, True, note=window_note(channel, w),
+                        can_reply_privately=private_ok)
 
 
-async def compose(core: Core, conversation_id: int, user_id: int, text: str) -> int:
-    """Validate and queue a reply in the customer's own channel; returns the message id."""
+async def _can_reply_privately(core: Core, channel: LoadedChannel, conv: Any, now: datetime) -> bool:
+    try:
+        await _check_private_reply(core, channel, conv, now)
+    except ReplyRejected:
+        return False
+    return True
+
+
+async def _check_private_reply(core: Core, channel: LoadedChannel, conv: Any, now: datetime) -> None:
+    """Meta: one private message per public comment, within 7 days of it."""
+    caps, name = channel.connector.capabilities, channel.connector.display_name
+    if not conv.public or not caps.private_reply_to_public or not conv.reply_to_external_id:
+        raise ReplyRejected(f"{name} cannot answer this conversation privately.")
+    if caps.private_reply_window and conv.last_customer_message_at and \
+            now > conv.last_customer_message_at + caps.private_reply_window:
+        raise ReplyRejected(f"{name} allows a private reply only within "
+                            f"{caps.private_reply_window.days} days of the comment.")
+    async with core.engine.connect() as conn:
+        done = (await conn.execute(sa.select(message_t.c.id).where(
+            message_t.c.conversation_id == conv.id, message_t.c.kind == "private_reply",
+            message_t.c.in_reply_to_external_id == conv.reply_to_external_id,
+            message_t.c.status != "failed"))).first()
+    if done is not None:
+        raise ReplyRejected(f"This comment has already been answered privately; {name} allows one private reply.")
+
+
+async def compose(core: Core, conversation_id: int, user_id: int, text: str, *, mode: str = "reply",
+                  template: dict[str, Any] | None = None) -> int:
+    """Validate and queue a reply in the customer's own channel; returns the message id.
+
+    mode "reply" answers in the conversation's own visibility (public to public, private to
+    private); "private_reply" answers a public comment with one private message (Meta).
+    """
     text = clean_text(text).replace("\r\n", "\n")
     conv, channel = await _load(core, conversation_id)
     now = utcnow()
-    check_reply(channel, conv, text, now)
-    async with core.engine.begin() as conn:
-        message_id = (await conn.execute(message_t.insert().values(
-            conversation_id=conv.id, channel_id=conv.channel_id, direction="out", kind="message",
-            public=conv.public, author_user_id=user_id, text=text, in_reply_to_external_id=conv.reply_to_external_id,
-            attachments=[], status="queued", error="", moderation="", deleted=False, reactions={}, created_at=now,
-        ).returning(message_t.c.id))).scalar_one()
-        await conn.execute(outbox_t.insert().values(
-            message_id=message_id, channel_id=conv.channel_id, status="pending", attempts=0, next_attempt_at=now,
-            last_error="", created_at=now, payload={
-                "text": text, "public": conv.public, "thread_external_id": conv.thread_external_id,
-                "recipient_external_id": conv.customer_id, "in_reply_to_external_id": conv.reply_to_external_id,
-                "idempotency_key": f"socialcrm-outbox-{message_id}", "human_agent": True},
-        ))
-        await _record_response(conn, conv, user_id, text, now)
+    public = conv.public and mode != "private_reply"
+    if mode == "private_reply":
+        await _check_private_reply(core, channel, conv, now)
+    check_channel(channel, public)
+    check_reachable(channel, conv, public)
+    w = window(channel, conv.last_customer_message_at, now) if not conv.public else Window("none", None)
+    check_window(channel, w, template)
+    if not template:
+        check_text(channel, public, text)
+    payload = {"text": text, "public": public, "thread_external_id": conv.thread_external_id,
+               "recipient_external_id": conv.customer_id, "in_reply_to_external_id": conv.reply_to_external_id,
+               "human_agent": True, "mode": "template" if template else mode, "outside_window": w.outside,
+               "template": template}
+    message_id = await _queue(core, conv, user_id, text, public, "private_reply" if mode == "private_reply"
+                              else "message", payload, now)
     core.hub.publish({"type": "conversation", "conversation_id": conv.id, "team_id": conv.team_id})
     core.hub.publish({"type": "inbox", "team_id": conv.team_id})
     core.wake_dispatcher()
+    return message_id
+
+
+async def _queue(core: Core, conv: Any, user_id: int, text: str, public: bool, kind: str,
+                 payload: dict[str, Any], now: datetime) -> int:
+    """The message and its outbox entry in one transaction: never one without the other."""
+    async with core.engine.begin() as conn:
+        message_id = (await conn.execute(message_t.insert().values(
+            conversation_id=conv.id, channel_id=conv.channel_id, direction="out", kind=kind,
+            public=public, author_user_id=user_id, text=text, in_reply_to_external_id=conv.reply_to_external_id,
+            attachments=[], status="queued", error="", moderation="", deleted=False, reactions={}, created_at=now,
+        ).returning(message_t.c.id))).scalar_one()
+        payload["idempotency_key"] = f"socialcrm-outbox-{message_id}"
+        await conn.execute(outbox_t.insert().values(
+            message_id=message_id, channel_id=conv.channel_id, status="pending", attempts=0, next_attempt_at=now,
+            last_error="", created_at=now, payload=payload))
+        await _record_response(conn, conv, user_id, text, now)
     return message_id
 
 
@@ -137,3 +230,18 @@ async def _record_response(conn: Any, conv: Any, user_id: int, text: str, now: d
             values["first_response_at"] = now
         await log_event(conn, conv.id, kind, at=now, user_id=user_id)
     await conn.execute(conversation_t.update().where(conversation_t.c.id == conv.id).values(**values))
+
+
+async def retry(core: Core, message_id: int) -> None:
+    """Queue a failed reply again, as the agent asked: same text, same idempotency key."""
+    async with core.engine.begin() as conn:
+        done = await conn.execute(outbox_t.update().where(
+            outbox_t.c.message_id == message_id, outbox_t.c.status == "failed",
+        ).values(status="pending", attempts=0, next_attempt_at=utcnow(), last_error=""))
+        if done.rowcount != 1:
+            raise ReplyRejected("Only a failed reply can be sent again.")
+        await conn.execute(message_t.update().where(message_t.c.id == message_id).values(status="queued", error=""))
+        conv = (await conn.execute(sa.select(conversation_t.c.id, conversation_t.c.team_id).join(
+            message_t, message_t.c.conversation_id == conversation_t.c.id).where(message_t.c.id == message_id))).one()
+    core.hub.publish({"type": "conversation", "conversation_id": conv.id, "team_id": conv.team_id})
+    core.wake_dispatcher()

@@ -61,6 +61,7 @@ class Poller:
             cursor, failures = await self._cursor(channel.id)
             try:
                 events, next_cursor = await channel.connector.poll(cursor)
+                events = await channel.connector.hydrate(events)
             except SendError as exc:
                 await self._failed(channel, exc, failures)
                 return 0
@@ -117,4 +118,5 @@ def build_scheduler(core: Core) -> AsyncIOScheduler:
     scheduler.add_job(core.poller.poll_due, "interval", seconds=POLL_CHECK_SECONDS, id="poll",
                       next_run_time=datetime.now(timezone.utc))
     scheduler.add_job(sla_tick, "interval", seconds=settings.sla_tick_seconds, id="sla", args=[core])
+    scheduler.add_job(core.pipeline.sweep, "interval", seconds=60, id="receipts-sweep")
     return scheduler

@@ -44,10 +44,10 @@ def test_settings(database_url: str, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_core(database_url: str, **overrides: Any) -> AsyncIterator[Core]:
-    """A started Core with only the simulator connector and a channel for it (team 'Care')."""
-    core = Core.create(test_settings(database_url, **overrides), registry=Registry([SimulatorConnector]),
-                       http=httpx.AsyncClient(timeout=5))
+async def running_core(database_url: str, connectors: tuple = (), **overrides: Any) -> AsyncIterator[Core]:
+    """A started Core with the simulator connector (plus any given test connectors)."""
+    core = Core.create(test_settings(database_url, **overrides),
+                       registry=Registry([SimulatorConnector, *connectors]), http=httpx.AsyncClient(timeout=5))
     await core.start(run_scheduler=False)
     try:
         yield core
@@ -56,12 +56,12 @@ async def running_core(database_url: str, **overrides: Any) -> AsyncIterator[Cor
 
 
 async def add_team_and_channel(core: Core, team: str = "Care", account_id: str = "brand",
-                               secret: str = SECRET) -> int:
+                               secret: str = SECRET, connector: str = "simulator") -> int:
     from socialcrm.users import ensure_team
 
     async with core.engine.begin() as conn:
         team_id = await ensure_team(conn, team)
-    channel_id = await create_channel(core.engine, core.registry, core.vault, connector="simulator",
+    channel_id = await create_channel(core.engine, core.registry, core.vault, connector=connector,
                                       name=f"Sim {account_id}", team_id=team_id, settings={
                                           "account_id": account_id, "webhook_secret": secret,
                                           "api_token": TOKEN, "api_base_url": PLATFORM})

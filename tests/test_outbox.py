@@ -103,6 +103,12 @@ async def test_permanent_error_fails_with_the_platforms_reason(database_url):
         assert failed.status == "failed" and "does not accept messages" in failed.error
         async with core.engine.connect() as conn:
             assert (await conn.execute(sa.select(out_t.c.status))).scalar_one() == "failed"
+        platform.post("/api/replies").mock(return_value=OK)     # the agent fixed it; send again
+        await replies.retry(core, message_id)
+        await core.dispatcher.run_once()
+        assert (await message(core, message_id)).status == "sent"
+        with pytest.raises(replies.ReplyRejected, match="Only a failed reply"):
+            await replies.retry(core, message_id)
 
 
 async def test_rejected_token_blocks_the_channel_and_keeps_the_reply(database_url):
