@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+import logging
 from importlib.metadata import entry_points
 
 from socialcrm.connector import Connector
 
 GROUP = "socialcrm.connectors"
+log = logging.getLogger(__name__)
 
 
 class Registry:
@@ -15,6 +17,7 @@ class Registry:
 
     def __init__(self, classes: Iterable[type[Connector]] = ()) -> None:
         self._by_key: dict[str, type[Connector]] = {}
+        self.broken: dict[str, str] = {}
         for cls in classes:
             self.add(cls)
 
@@ -37,11 +40,18 @@ class Registry:
 
     @classmethod
     def from_entry_points(cls) -> Registry:
-        """Load every installed connector; the entry-point name must equal the class key."""
+        """Load every installed connector; the entry-point name must equal the class key.
+
+        A connector that fails to load is left out with an error in the log: one broken plugin
+        must not take the inbox down for every other channel. `broken` keeps the reasons."""
         registry = cls()
         for ep in entry_points(group=GROUP):
-            connector = ep.load()
-            if getattr(connector, "key", None) != ep.name:
-                raise ValueError(f"entry point {ep.name!r} loads a connector keyed {connector.key!r}")
-            registry.add(connector)
+            try:
+                connector = ep.load()
+                if getattr(connector, "key", None) != ep.name:
+                    raise ValueError(f"it loads a connector keyed {getattr(connector, 'key', None)!r}")
+                registry.add(connector)
+            except Exception as exc:
+                log.error("connector %r not loaded: %s: %s", ep.name, type(exc).__name__, exc)
+                registry.broken[ep.name] = f"{type(exc).__name__}: {exc}"
         return registry
