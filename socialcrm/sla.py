@@ -35,10 +35,11 @@ def exposure_bonus(followers: int | None) -> timedelta:
 
 
 def priority(public: bool, due: datetime | None, followers: int | None = None) -> int:
-    """Higher sorts first; any public conversation outranks every private one."""
+    """Higher sorts first; any public conversation outranks every private one, and anything
+    waiting for an answer outranks everything that is not (answered, resolved: priority 0)."""
     band = PUBLIC_BAND if public else PRIVATE_BAND
     if due is None:
-        return band - 10**10
+        return 0
     effective = due - exposure_bonus(followers)
     return band - int(effective.timestamp())
 

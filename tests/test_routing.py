@@ -35,6 +35,7 @@ def test_priority_puts_any_public_post_above_any_private_message():
     assert late_public > overdue_private
     assert sla.priority(False, T0) > sla.priority(False, T0 + minutes(1))        # earlier deadline first
     assert sla.priority(True, T0, followers=50_000) > sla.priority(True, T0)       # reach raises urgency
+    assert sla.priority(False, T0 + minutes(10_000)) > sla.priority(True, None)    # waiting beats answered
 
 
 async def test_public_before_private_then_oldest_first(database_url):

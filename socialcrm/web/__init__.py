@@ -1,0 +1,1 @@
+"""The web layer: aiohttp app factory, auth, one module per area. Handlers stay thin."""

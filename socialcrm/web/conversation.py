@@ -1,0 +1,121 @@
+"""One conversation: the thread, the contact, the reply box, and the assign/resolve buttons.
+
+A conversation of a team the viewer does not belong to answers 404 (not 403), on every route,
+so that ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from socialcrm import conversations, replies
+from socialcrm import inbox as queries
+from socialcrm.users import Viewer
+from socialcrm.web.auth import viewer_of
+from socialcrm.web.keys import CORE
+from socialcrm.web.render import render
+
+routes = web.RouteTableDef()
+NOT_FOUND = "There is no such conversation, or it belongs to a team you are not in."
+
+
+async def _detail(request: web.Request, viewer: Viewer) -> queries.ConversationDetail:
+    conversation_id = int(request.match_info["id"])
+    detail = await queries.conversation_detail(request.app[CORE].engine, viewer, conversation_id)
+    if detail is None:
+        raise web.HTTPNotFound(text=NOT_FOUND)
+    return detail
+
+
+async def _visible_id(request: web.Request) -> tuple[Viewer, int]:
+    """For actions: the viewer and the conversation id, after the same team check as the page."""
+    viewer, conversation_id = viewer_of(request), int(request.match_info["id"])
+    team_id = await queries.conversation_team(request.app[CORE].engine, conversation_id)
+    if team_id is None or not viewer.may_see_team(team_id):
+        raise web.HTTPNotFound(text=NOT_FOUND)
+    return viewer, conversation_id
+
+
+def assignment_line(detail: queries.ConversationDetail, viewer: Viewer) -> str:
+    """'Assigned to you: <why>' / 'Assigned to Ana: <why>' / 'Unassigned'."""
+    conv = detail.conversation
+    if conv.assignee_id is None:
+        return "Unassigned"
+    who = "you" if conv.assignee_id == viewer.id else detail.assignee_name
+    return f"Assigned to {who}: {conv.assignment_reason}" if conv.assignment_reason else f"Assigned to {who}"
+
+
+def _thread_context(detail: queries.ConversationDetail, viewer: Viewer) -> dict[str, Any]:
+    return {"detail": detail, "conv": detail.conversation, "assignment": assignment_line(detail, viewer)}
+
+
+async def _composer(request: web.Request, detail: queries.ConversationDetail) -> replies.ComposerInfo:
+    """The reply box; a channel that cannot be loaded (connector uninstalled) disables it, with why."""
+    try:
+        return await replies.composer_info(request.app[CORE], detail.conversation.id)
+    except replies.ReplyRejected as exc:
+        return replies.ComposerInfo(None, bool(detail.conversation.public), None, False, str(exc))
+
+
+async def _page(request: web.Request, *, draft: str = "", error: str = "", status: int = 200) -> web.Response:
+    viewer = viewer_of(request)
+    detail = await _detail(request, viewer)
+    composer = await _composer(request, detail)
+    context = {**_thread_context(detail, viewer), "composer": composer, "draft": draft, "error": error}
+    return await render(request, "conversation/page.html", context, status=status)
+
+
+@routes.get(r"/conversations/{id:\d+}", name="conversation")
+async def conversation_page(request: web.Request) -> web.StreamResponse:
+    return await _page(request)
+
+
+@routes.get(r"/conversations/{id:\d+}/thread", name="thread")
+async def thread_partial(request: web.Request) -> web.StreamResponse:
+    """The header and messages only: what htmx swaps in on `sse:conversation-<id>`."""
+    viewer = viewer_of(request)
+    detail = await _detail(request, viewer)
+    return await render(request, "conversation/_thread.html", _thread_context(detail, viewer))
+
+
+@routes.post(r"/conversations/{id:\d+}/reply", name="reply")
+async def reply(request: web.Request) -> web.StreamResponse:
+    viewer, conversation_id = await _visible_id(request)
+    text = str((await request.post()).get("text", ""))
+    try:
+        await replies.compose(request.app[CORE], conversation_id, viewer.id, text)
+    except replies.ReplyRejected as exc:
+        return await _page(request, draft=text, error=str(exc), status=422)
+    raise _back(request, conversation_id)
+
+
+@routes.post(r"/conversations/{id:\d+}/assign", name="assign")
+async def assign(request: web.Request) -> web.StreamResponse:
+    """Take the conversation ('me') or put it back in the queue ('none')."""
+    viewer, conversation_id = await _visible_id(request)
+    choice = (await request.post()).get("assignee")
+    if choice not in ("me", "none"):
+        raise web.HTTPBadRequest(text="Choose 'me' or 'none'.")
+    await conversations.assign(request.app[CORE], conversation_id, viewer.id if choice == "me" else None, viewer.id)
+    raise _back(request, conversation_id)
+
+
+@routes.post(r"/conversations/{id:\d+}/resolve", name="resolve")
+async def resolve(request: web.Request) -> web.StreamResponse:
+    viewer, conversation_id = await _visible_id(request)
+    await conversations.resolve(request.app[CORE], conversation_id, viewer.id)
+    raise _back(request, conversation_id)
+
+
+@routes.post(r"/conversations/{id:\d+}/reopen", name="reopen")
+async def reopen(request: web.Request) -> web.StreamResponse:
+    viewer, conversation_id = await _visible_id(request)
+    await conversations.reopen(request.app[CORE], conversation_id, viewer.id)
+    raise _back(request, conversation_id)
+
+
+def _back(request: web.Request, conversation_id: int) -> web.HTTPSeeOther:
+    """Post/redirect/get: a reload never sends the same reply twice."""
+    return web.HTTPSeeOther(request.app.router["conversation"].url_for(id=str(conversation_id)))
