@@ -173,7 +173,7 @@ class Message(SQLModel, table=True):
     #: NULL until the platform has accepted an outbound reply (and always for notes).
     external_id: str | None = Field(default=None, max_length=200)
     direction: str = Field(max_length=4)                    # in | out | note
-    kind: str = Field(default="message", max_length=10)
+    kind: str = Field(default="message", max_length=20)
     public: bool = False
     author_identity_id: int | None = Field(default=None, foreign_key="identity.id")
     author_user_id: int | None = Field(default=None, foreign_key="user.id")

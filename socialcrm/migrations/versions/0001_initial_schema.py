@@ -210,7 +210,7 @@ def upgrade() -> None:
     sa.Column('channel_id', sa.Integer(), nullable=False),
     sa.Column('external_id', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.Column('direction', sqlmodel.sql.sqltypes.AutoString(length=4), nullable=False),
-    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('public', sa.Boolean(), nullable=False),
     sa.Column('author_identity_id', sa.Integer(), nullable=True),
     sa.Column('author_user_id', sa.Integer(), nullable=True),
