@@ -217,3 +217,11 @@ async def conversation_team(engine: AsyncEngine, conversation_id: int) -> int | 
     """The team a conversation belongs to (for access checks before an action)."""
     async with engine.connect() as conn:
         return await conn.scalar(sa.select(conv_t.c.team_id).where(conv_t.c.id == conversation_id))
+
+
+async def message_in_conversation(engine: AsyncEngine, message_id: int, conversation_id: int) -> bool:
+    async with engine.connect() as conn:
+        found = await conn.scalar(sa.select(models.Message.__table__.c.id).where(
+            models.Message.__table__.c.id == message_id,
+            models.Message.__table__.c.conversation_id == conversation_id))
+    return found is not None

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from socialcrm import conversations, replies
+from socialcrm import conversations, moderation, replies
 from socialcrm import inbox as queries
 from socialcrm.users import Viewer
 from socialcrm.web.auth import viewer_of
@@ -47,8 +47,11 @@ def assignment_line(detail: queries.ConversationDetail, viewer: Viewer) -> str:
     return f"Assigned to {who}: {conv.assignment_reason}" if conv.assignment_reason else f"Assigned to {who}"
 
 
-def _thread_context(detail: queries.ConversationDetail, viewer: Viewer) -> dict[str, Any]:
-    return {"detail": detail, "conv": detail.conversation, "assignment": assignment_line(detail, viewer)}
+async def _thread_context(request: web.Request, detail: queries.ConversationDetail, viewer: Viewer) -> dict[str, Any]:
+    channel = await request.app[CORE].channels.get(detail.conversation.channel_id)
+    moderation = sorted(channel.connector.capabilities.moderation) if channel else []
+    return {"detail": detail, "conv": detail.conversation, "assignment": assignment_line(detail, viewer),
+            "moderation_actions": moderation}
 
 
 async def _composer(request: web.Request, detail: queries.ConversationDetail) -> replies.ComposerInfo:
@@ -63,7 +66,8 @@ async def _page(request: web.Request, *, draft: str = "", error: str = "", statu
     viewer = viewer_of(request)
     detail = await _detail(request, viewer)
     composer = await _composer(request, detail)
-    context = {**_thread_context(detail, viewer), "composer": composer, "draft": draft, "error": error}
+    context = {**await _thread_context(request, detail, viewer), "composer": composer, "draft": draft,
+               "error": error}
     return await render(request, "conversation/page.html", context, status=status)
 
 
@@ -77,17 +81,53 @@ async def thread_partial(request: web.Request) -> web.StreamResponse:
     """The header and messages only: what htmx swaps in on `sse:conversation-<id>`."""
     viewer = viewer_of(request)
     detail = await _detail(request, viewer)
-    return await render(request, "conversation/_thread.html", _thread_context(detail, viewer))
+    return await render(request, "conversation/_thread.html", await _thread_context(request, detail, viewer))
 
 
 @routes.post(r"/conversations/{id:\d+}/reply", name="reply")
 async def reply(request: web.Request) -> web.StreamResponse:
     viewer, conversation_id = await _visible_id(request)
-    text = str((await request.post()).get("text", ""))
+    form = await request.post()
+    text, mode = str(form.get("text", "")), str(form.get("mode", "reply"))
+    if mode not in ("reply", "private_reply"):
+        raise web.HTTPBadRequest(text="Choose a reply or a private reply.")
     try:
-        await replies.compose(request.app[CORE], conversation_id, viewer.id, text)
+        await replies.compose(request.app[CORE], conversation_id, viewer.id, text, mode=mode)
     except replies.ReplyRejected as exc:
         return await _page(request, draft=text, error=str(exc), status=422)
+    raise _back(request, conversation_id)
+
+
+async def _visible_message(request: web.Request) -> tuple[Viewer, int, int]:
+    """The message must belong to the conversation the viewer may see (ids cannot be mixed)."""
+    viewer, conversation_id = await _visible_id(request)
+    message_id = int(request.match_info["mid"])
+    if not await queries.message_in_conversation(request.app[CORE].engine, message_id, conversation_id):
+        raise web.HTTPNotFound(text=NOT_FOUND)
+    return viewer, conversation_id, message_id
+
+
+@routes.post(r"/conversations/{id:\d+}/messages/{mid:\d+}/moderate", name="moderate")
+async def moderate(request: web.Request) -> web.StreamResponse:
+    """Hide, unhide or delete a public comment on the platform; recorded with who and why."""
+    viewer, conversation_id, message_id = await _visible_message(request)
+    form = await request.post()
+    action, reason = str(form.get("action", "")), str(form.get("reason", ""))[:500]
+    try:
+        await moderation.moderate(request.app[CORE], message_id, action, viewer.id, reason)
+    except moderation.ModerationRejected as exc:
+        return await _page(request, error=str(exc), status=422)
+    raise _back(request, conversation_id)
+
+
+@routes.post(r"/conversations/{id:\d+}/messages/{mid:\d+}/retry", name="retry")
+async def retry(request: web.Request) -> web.StreamResponse:
+    """Send a failed reply again once the agent has fixed what the platform complained about."""
+    viewer, conversation_id, message_id = await _visible_message(request)
+    try:
+        await replies.retry(request.app[CORE], message_id)
+    except replies.ReplyRejected as exc:
+        return await _page(request, error=str(exc), status=422)
     raise _back(request, conversation_id)
 
 
