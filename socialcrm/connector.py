@@ -192,6 +192,11 @@ class Connector:
         """Length as the platform counts it (X weighs URLs and CJK; Bluesky counts graphemes)."""
         return len(text)
 
+    def allowed_templates(self) -> list[dict[str, Any]]:
+        """Approved templates ({"name", "language", "parameters": count}) an agent may send when
+        only templates are allowed (capabilities.templates_outside_window)."""
+        return []
+
     # -- webhooks (pure) -------------------------------------------------------------
     def handshake(self, req: WebhookRequest) -> HandshakeResponse | None:
         return None

@@ -44,6 +44,8 @@ class ComposerInfo:
     note: str = ""
     #: A public conversation whose latest comment can still be answered privately.
     can_reply_privately: bool = False
+    #: Outside the window where only templates may go: the ones this channel may send.
+    templates: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,19 @@ def check_window(channel: LoadedChannel, w: Window, template: dict[str, Any] | N
                             f"only an approved template message can be sent now.")
 
 
+def check_template(channel: LoadedChannel, template: dict[str, Any]) -> str:
+    """The template must be one the channel declares, with its number of parameters; returns
+    the text stored for the agents to read."""
+    params = [str(p) for p in template.get("parameters") or []]
+    for allowed in channel.connector.allowed_templates():
+        if (allowed.get("name"), allowed.get("language")) == (template.get("name"), template.get("language")):
+            if int(allowed.get("parameters") or 0) != len(params):
+                raise ReplyRejected(f"The template {template['name']} takes {allowed.get('parameters') or 0} "
+                                    f"parameters, {len(params)} given.")
+            return f"[template {template['name']} ({template['language']})] " + " | ".join(params)
+    raise ReplyRejected("That template is not approved for this channel.")
+
+
 def window_note(channel: LoadedChannel, w: Window) -> str:
     if w.state == "human_agent":
         return (f"Outside the standard window: your reply goes as a human agent's message, "
@@ -136,12 +151,14 @@ async def composer_info(core: Core, conversation_id: int) -> ComposerInfo:
     w = window(channel, conv.last_customer_message_at, now) if not conv.public else Window("none", None)
     limit = channel.connector.capabilities.max_length(conv.public)
     private_ok = await _can_reply_privately(core, channel, conv, now)
+    templates = tuple(channel.connector.allowed_templates()) if w.state == "template_only" else ()
     try:
         check_channel(channel, conv.public)
         check_reachable(channel, conv, conv.public)
         check_window(channel, w, template=None)
     except ReplyRejected as exc:
-        return ComposerInfo(limit, conv.public, w.closes_at, False, str(exc), can_reply_privately=private_ok)
+        return ComposerInfo(limit, conv.public, w.closes_at, False, str(exc), can_reply_privately=private_ok,
+                            templates=templates)
     return ComposerInfo(limit, conv.public, w.closes_at, True, note=window_note(channel, w),
                         can_reply_privately=private_ok)
 
@@ -189,7 +206,9 @@ async def compose(core: Core, conversation_id: int, user_id: int, text: str, *, 
     check_reachable(channel, conv, public)
     w = window(channel, conv.last_customer_message_at, now) if not conv.public else Window("none", None)
     check_window(channel, w, template)
-    if not template:
+    if template:
+        text = check_template(channel, template)
+    else:
         check_text(channel, public, text)
     payload = {"text": text, "public": public, "thread_external_id": conv.thread_external_id,
                "recipient_external_id": conv.customer_id, "in_reply_to_external_id": conv.reply_to_external_id,

@@ -31,6 +31,9 @@ class WhatsAppLike(SimulatorConnector):
     key = "walike"
     capabilities = replace(SimulatorConnector.capabilities, templates_outside_window=True)
 
+    def allowed_templates(self):
+        return [{"name": "order_update", "language": "nb", "parameters": 1}]
+
 
 async def conversation(core, connector, *, public=False, hours_ago=0.0, kind=None):
     channel_id = await add_team_and_channel(core, connector=connector)
@@ -77,10 +80,18 @@ async def test_outside_the_window_only_a_template_may_go(database_url):
         conv, agent = await conversation(core, "walike", hours_ago=25)
         with pytest.raises(replies.ReplyRejected, match="only an approved template"):
             await replies.compose(core, conv, agent, "Hei")
+        info = await replies.composer_info(core, conv)
+        assert not info.can_send and info.templates == ({"name": "order_update", "language": "nb", "parameters": 1},)
+        with pytest.raises(replies.ReplyRejected, match="takes 1 parameters, 2 given"):
+            await replies.compose(core, conv, agent, "", template={"name": "order_update", "language": "nb",
+                                                                   "parameters": ["a", "b"]})
+        with pytest.raises(replies.ReplyRejected, match="not approved"):
+            await replies.compose(core, conv, agent, "", template={"name": "promo", "language": "nb"})
         template = {"name": "order_update", "language": "nb", "parameters": ["Kari"]}
-        await replies.compose(core, conv, agent, "order_update", template=template)
+        await replies.compose(core, conv, agent, "", template=template)
         sent = await payload(core)
         assert sent["mode"] == "template" and sent["template"] == template
+        assert sent["text"] == "[template order_update (nb)] Kari"
 
 
 async def test_a_public_comment_gets_one_private_reply(database_url):

@@ -89,13 +89,21 @@ async def reply(request: web.Request) -> web.StreamResponse:
     viewer, conversation_id = await _visible_id(request)
     form = await request.post()
     text, mode = str(form.get("text", "")), str(form.get("mode", "reply"))
-    if mode not in ("reply", "private_reply"):
-        raise web.HTTPBadRequest(text="Choose a reply or a private reply.")
+    if mode not in ("reply", "private_reply", "template"):
+        raise web.HTTPBadRequest(text="Choose a reply, a private reply or a template.")
+    template = _template_choice(form) if mode == "template" else None
     try:
-        await replies.compose(request.app[CORE], conversation_id, viewer.id, text, mode=mode)
+        await replies.compose(request.app[CORE], conversation_id, viewer.id, text,
+                              mode="reply" if template else mode, template=template)
     except replies.ReplyRejected as exc:
         return await _page(request, draft=text, error=str(exc), status=422)
     raise _back(request, conversation_id)
+
+
+def _template_choice(form: Any) -> dict[str, Any]:
+    name, _, language = str(form.get("template", "")).partition("|")
+    params = [line.strip() for line in str(form.get("parameters", "")).splitlines() if line.strip()]
+    return {"name": name, "language": language, "parameters": params}
 
 
 async def _visible_message(request: web.Request) -> tuple[Viewer, int, int]:

@@ -78,3 +78,27 @@ async def test_private_reply_mode_is_refused_where_the_platform_has_none(signed_
     assert resp.status == 422 and "cannot answer this conversation privately" in html
     resp, _ = await b.post(f"/conversations/{conv}/reply", {"text": "hei", "mode": "shout"})
     assert resp.status == 400
+
+
+async def test_outside_the_window_the_composer_offers_only_approved_templates(signed_in, world) -> None:
+    from datetime import timedelta
+
+    from tests.test_replies import WhatsAppLike
+
+    world.core.registry.add(WhatsAppLike)
+    from tests.support import add_team_and_channel
+
+    channel = await add_team_and_channel(world.core, "Care", "wa-number", connector="walike")
+    await world.ingest(channel, [ev("message", "w-1", "cust-5", author="cust-5",
+                                    at=models.utcnow() - timedelta(hours=30))])
+    conv = await conversation_of(world.core, channel, "w-1")
+    b = await signed_in("agent")
+    _, html = await b.get(f"/conversations/{conv}")
+    assert "only an approved template message can be sent now" in html
+    assert '<option value="order_update|nb">' in html
+    resp, _ = await b.post(f"/conversations/{conv}/reply", {"mode": "template", "template": "order_update|nb",
+                                                            "parameters": "Kari\n"})
+    assert resp.status == 303
+    async with world.core.engine.connect() as conn:
+        payload = await conn.scalar(sa.select(out_t.c.payload))
+    assert payload["template"] == {"name": "order_update", "language": "nb", "parameters": ["Kari"]}
