@@ -10,7 +10,7 @@ deletes, reactions and delivery statuses that arrive before their item are kept 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,6 +70,8 @@ async def apply(conn: AsyncConnection, channel: ChannelInfo, events: list[Normal
         run = []
         if event.kind in ITEM_KINDS:
             await _ingest_echo(conn, channel, event, result)
+        elif "watermark" in event.detail and event.target_external_id is None:
+            await _apply_watermark(conn, channel.id, event, result)
         elif "reachable" in event.detail:
             await _set_reachable(conn, channel.id, event.author.external_id, bool(event.detail["reachable"]))
         else:
@@ -77,6 +79,23 @@ async def apply(conn: AsyncConnection, channel: ChannelInfo, events: list[Normal
                                 event.kind, clean_text(event.text), event.detail, event.created_at, result)
     await _flush(conn, channel, run, result, now)
     return result
+
+
+async def _apply_watermark(conn: AsyncConnection, channel_id: int, ev: NormalizedEvent, res: IngestResult) -> None:
+    """Messenger reads and deliveries name no message: everything we sent in the thread up to the
+    watermark (epoch ms) was read or delivered. Nothing waits in pendingchange for these."""
+    status = "read" if ev.kind == "read" else ev.detail.get("status", "delivered")
+    upto = datetime.fromtimestamp(int(ev.detail["watermark"]) / 1000, tz=timezone.utc)
+    conv_id = (await conn.execute(sa.select(conversation_t.c.id).where(
+        conversation_t.c.channel_id == channel_id, conversation_t.c.thread_key == ev.thread_external_id))).scalar()
+    if conv_id is None:
+        return
+    behind = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK.get(status, 0)]
+    done = await conn.execute(message_t.update().where(
+        message_t.c.conversation_id == conv_id, message_t.c.direction == "out", message_t.c.created_at <= upto,
+        message_t.c.status.in_(behind), message_t.c.external_id.is_not(None)).values(status=status))
+    if done.rowcount:
+        res.conversations.add(conv_id)
 
 
 async def _set_reachable(conn: AsyncConnection, channel_id: int, external_id: str, reachable: bool) -> None:

@@ -210,7 +210,8 @@ async def compose(core: Core, conversation_id: int, user_id: int, text: str, *, 
         text = check_template(channel, template)
     else:
         check_text(channel, public, text)
-    payload = {"text": text, "public": public, "thread_external_id": conv.thread_external_id,
+    payload = {"extra": {"in_reply_to_kind": await _kind_of(core, conv.channel_id, conv.reply_to_external_id)},
+               "text": text, "public": public, "thread_external_id": conv.thread_external_id,
                "recipient_external_id": conv.customer_id, "in_reply_to_external_id": conv.reply_to_external_id,
                "human_agent": True, "mode": "template" if template else mode, "outside_window": w.outside,
                "template": template}
@@ -220,6 +221,15 @@ async def compose(core: Core, conversation_id: int, user_id: int, text: str, *, 
     core.hub.publish({"type": "inbox", "team_id": conv.team_id})
     core.wake_dispatcher()
     return message_id
+
+
+async def _kind_of(core: Core, channel_id: int, external_id: str | None) -> str | None:
+    """What the answered item is (comment, mention, message): some platforms reply differently."""
+    if external_id is None:
+        return None
+    async with core.engine.connect() as conn:
+        return await conn.scalar(sa.select(message_t.c.kind).where(
+            message_t.c.channel_id == channel_id, message_t.c.external_id == external_id))
 
 
 async def _queue(core: Core, conv: Any, user_id: int, text: str, public: bool, kind: str,

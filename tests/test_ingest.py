@@ -219,3 +219,18 @@ async def test_profile_changes_update_the_identity(database_url):
             await ingest.apply(conn, info, [ev("message", "m-2", "cust-1", name="Kari N.", followers=12000)])
         (ident,) = await rows(core.engine, ident_t)
         assert (ident.name, ident.followers) == ("Kari N.", 12000)
+
+
+async def test_a_watermark_read_marks_what_we_sent_before_it_and_leaves_nothing_pending(database_url):
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [
+                ev("message", "m-1", "cust-1"),
+                ev("echo", "out-1", "cust-1", author="brand", is_self=True, at=T0 + minutes(1)),
+                ev("echo", "out-2", "cust-1", author="brand", is_self=True, at=T0 + minutes(10)),
+                ev("read", "cust-1:read:x", "cust-1", detail={"watermark": int((T0 + minutes(5)).timestamp() * 1000)}),
+            ])
+        statuses = {m.external_id: m.status for m in await rows(core.engine, msg_t, msg_t.c.direction == "out")}
+        assert statuses == {"out-1": "read", "out-2": "sent"}
+        assert await count(core.engine, pending_t) == 0

@@ -101,6 +101,7 @@ async def test_a_public_comment_gets_one_private_reply(database_url):
         await replies.compose(core, conv, agent, "Vi har sendt deg en melding", mode="private_reply")
         sent = await payload(core)
         assert sent["mode"] == "private_reply" and sent["public"] is False
+        assert sent["extra"] == {"in_reply_to_kind": "comment"}
         assert sent["in_reply_to_external_id"] == "in-1"
         with pytest.raises(replies.ReplyRejected, match="one private reply"):
             await replies.compose(core, conv, agent, "again", mode="private_reply")

@@ -1,0 +1,5 @@
+"""Facebook Page: Messenger and the Page feed in one channel (see README.md)."""
+
+from .connector import FacebookConnector, FacebookSettings
+
+__all__ = ["FacebookConnector", "FacebookSettings"]
