@@ -188,8 +188,9 @@ class Connector:
         """The platform account this channel is (page id, bot id); unique per connector."""
         return None
 
-    def text_length(self, text: str) -> int:
-        """Length as the platform counts it (X weighs URLs and CJK; Bluesky counts graphemes)."""
+    def text_length(self, text: str, public: bool = True) -> int:
+        """Length as the platform counts it for a public post or a private message (X weighs URLs
+        and CJK; Bluesky counts graphemes; Instagram counts DM bytes)."""
         return len(text)
 
     def allowed_templates(self) -> list[dict[str, Any]]:

@@ -61,12 +61,13 @@ async def ingest_customer_items(conn: AsyncConnection, ch: ChannelInfo, events: 
     if not events:
         return []
     identities = await _identities(conn, ch.id, events)
-    convs, log = await _conversations(conn, ch, events, identities)
-    stored = await _insert_messages(conn, ch.id, events, identities, convs)
+    keys = await _thread_keys(conn, ch.id, events)
+    convs, log = await _conversations(conn, ch, events, identities, keys)
+    stored = await _insert_messages(conn, ch.id, events, identities, convs, keys)
     res.duplicates += len(events) - len(stored)
     for ev in events:
         if ev.external_id in stored:
-            conv = convs[thread_key(ev, ev.author.external_id)]
+            conv = convs[keys[ev.external_id]]
             _fold_customer_message(ch, conv, ev, identities[ev.author.external_id], now, log)
             res.new_messages.append(stored[ev.external_id])
             res.conversations.add(conv.id)
@@ -134,12 +135,55 @@ async def _refresh_profiles(conn: AsyncConnection, found: dict[str, tuple], auth
                 **{k: v for k, v in _profile(a).items() if v not in ("", None)}))
 
 
+async def _thread_keys(conn: AsyncConnection, channel_id: int, events: list[NormalizedEvent]) -> dict[str, str]:
+    """external id -> the conversation key it belongs to.
+
+    Normally the platform's thread id (DESIGN §4). But a customer who answers our reply, or
+    their own earlier message, continues that conversation even where the platform names the
+    thread after the item answered (Mastodon, X webhooks): otherwise every exchange would open
+    a new conversation."""
+    keys = {ev.external_id: thread_key(ev, ev.author.external_id) for ev in events}
+    answered = {ev.in_reply_to_external_id for ev in events if ev.in_reply_to_external_id}
+    if not answered:
+        return keys
+    m, c, i = message_t, conversation_t, identity_t
+    rows = (await conn.execute(sa.select(m.c.external_id, m.c.direction, i.c.external_id.label("author"),
+                                         c.c.thread_key, c.c.public)
+                               .join(c, c.c.id == m.c.conversation_id).outerjoin(i, i.c.id == m.c.author_identity_id)
+                               .where(m.c.channel_id == channel_id, m.c.external_id.in_(answered)))).all()
+    parents: dict[str, Any] = {r.external_id: r for r in rows}
+    for ev in events:  # in order: an answer to an item earlier in the same batch follows it too
+        parent = parents.get(ev.in_reply_to_external_id or "")
+        if parent is not None and parent.public == ev.public and _continues(parent, ev):
+            keys[ev.external_id] = parent.thread_key
+        parents.setdefault(ev.external_id, _Parent(ev.external_id, "in", ev.author.external_id,
+                                                   keys[ev.external_id], ev.public))
+    return keys
+
+
+@dataclass(frozen=True)
+class _Parent:
+    external_id: str
+    direction: str
+    author: str
+    thread_key: str
+    public: bool
+
+
+def _continues(parent: Any, ev: NormalizedEvent) -> bool:
+    """Our reply to this customer, or the customer's own message; never another customer's."""
+    if parent.direction == "out":
+        return not ev.public or parent.thread_key.endswith(f"#{ev.author.external_id}")
+    return parent.author == ev.author.external_id
+
+
 async def _conversations(conn: AsyncConnection, ch: ChannelInfo, events: list[NormalizedEvent],
-                         identities: dict[str, tuple[int, int]]) -> tuple[dict[str, ConvState], list[dict]]:
+                         identities: dict[str, tuple[int, int]],
+                         keys: dict[str, str]) -> tuple[dict[str, ConvState], list[dict]]:
     """thread key -> state of its conversation, creating the missing ones."""
     first_by_key: dict[str, NormalizedEvent] = {}
     for ev in events:
-        first_by_key.setdefault(thread_key(ev, ev.author.external_id), ev)
+        first_by_key.setdefault(keys[ev.external_id], ev)
     states = await _select_conversations(conn, ch.id, list(first_by_key))
     missing = [k for k in first_by_key if k not in states]
     log: list[dict] = []
@@ -174,9 +218,10 @@ async def _select_conversations(conn: AsyncConnection, channel_id: int, keys: li
 
 
 async def _insert_messages(conn: AsyncConnection, channel_id: int, events: list[NormalizedEvent],
-                           identities: dict[str, tuple[int, int]], convs: dict[str, ConvState]) -> dict[str, int]:
+                           identities: dict[str, tuple[int, int]], convs: dict[str, ConvState],
+                           keys: dict[str, str]) -> dict[str, int]:
     rows = [{
-        "conversation_id": convs[thread_key(ev, ev.author.external_id)].id, "channel_id": channel_id,
+        "conversation_id": convs[keys[ev.external_id]].id, "channel_id": channel_id,
         "external_id": ev.external_id, "direction": "in", "kind": ev.kind, "public": ev.public,
         "author_identity_id": identities[ev.author.external_id][0], "text": clean_text(ev.text),
         "in_reply_to_external_id": ev.in_reply_to_external_id,

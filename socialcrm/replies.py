@@ -76,7 +76,7 @@ def check_text(channel: LoadedChannel, public: bool, text: str) -> None:
     if not text.strip():
         raise ReplyRejected("The reply is empty.")
     limit = channel.connector.capabilities.max_length(public)
-    length = channel.connector.text_length(text)
+    length = channel.connector.text_length(text, public)
     if limit is not None and length > limit:
         where = "public reply" if public else "private message"
         raise ReplyRejected(f"Too long for a {channel.connector.display_name} {where}: "

@@ -234,3 +234,21 @@ async def test_a_watermark_read_marks_what_we_sent_before_it_and_leaves_nothing_
         statuses = {m.external_id: m.status for m in await rows(core.engine, msg_t, msg_t.c.direction == "out")}
         assert statuses == {"out-1": "read", "out-2": "sent"}
         assert await count(core.engine, pending_t) == 0
+
+
+async def test_answering_our_reply_continues_the_conversation_where_threads_are_named_after_the_parent(database_url):
+    """Mastodon and X webhooks name a reply's thread after the item it answers (DESIGN §4)."""
+    async with running_core(database_url) as core:
+        info = await channel_info(core, await add_team_and_channel(core))
+        async with core.engine.begin() as conn:
+            await ingest.apply(conn, info, [
+                ev("mention", "A", "A", author="kari", public=True, text="@brand pakken er borte"),
+                ev("echo", "R", "A", author="brand", is_self=True, public=True, in_reply_to="A", at=T0 + minutes(2)),
+                ev("comment", "B", "R", author="kari", public=True, in_reply_to="R", at=T0 + minutes(3)),
+                ev("comment", "C", "B", author="kari", public=True, in_reply_to="B", at=T0 + minutes(4)),
+                ev("comment", "X", "R", author="ola", public=True, in_reply_to="R", at=T0 + minutes(5)),
+            ])
+        convs = {c.thread_key: c.id for c in await rows(core.engine, conv_t)}
+        assert set(convs) == {"A#kari", "R#ola"}        # kari's whole exchange is one conversation
+        kari = [m.external_id for m in await rows(core.engine, msg_t, msg_t.c.conversation_id == convs["A#kari"])]
+        assert kari == ["A", "R", "B", "C"]

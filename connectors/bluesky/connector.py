@@ -83,7 +83,7 @@ class BlueskyConnector(Connector):
     def account_id(self) -> str:
         return self.settings.identifier
 
-    def text_length(self, text: str) -> int:
+    def text_length(self, text: str, public: bool = True) -> int:
         """Bluesky counts graphemes: a family emoji or a flag is one."""
         return grapheme_count(text)
 

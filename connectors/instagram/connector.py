@@ -69,10 +69,9 @@ class InstagramConnector(Connector):
     def account_id(self) -> str:
         return self.settings.ig_user_id
 
-    def text_length(self, text: str) -> int:
-        """Meta counts DM text in UTF-8 bytes (1000 at most); comments are counted the same way,
-        which is never more permissive than characters."""
-        return len(text.encode("utf-8", "surrogatepass"))
+    def text_length(self, text: str, public: bool = True) -> int:
+        """Meta counts DM text in UTF-8 bytes (1000 at most); comments in characters."""
+        return len(text) if public else len(text.encode("utf-8", "surrogatepass"))
 
     # -- webhooks -------------------------------------------------------------------
     def handshake(self, req: WebhookRequest) -> HandshakeResponse | None:

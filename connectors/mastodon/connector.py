@@ -80,7 +80,7 @@ class MastodonConnector(Connector):
     def account_id(self) -> str | None:
         return self._own_id
 
-    def text_length(self, text: str) -> int:
+    def text_length(self, text: str, public: bool = True) -> int:
         """URLs count as the instance's reserved length (23), mentions without their domain."""
         return status_length(text, self._url_length)
 

@@ -79,7 +79,7 @@ class TelegramConnector(Connector):
         """The bot's user id: the part of the token before the colon."""
         return self.settings.bot_token.get_secret_value().split(":", 1)[0]
 
-    def text_length(self, text: str) -> int:
+    def text_length(self, text: str, public: bool = True) -> int:
         """Telegram's 4096 counts characters (code points), not UTF-16 units or bytes (README)."""
         return len(text)
 

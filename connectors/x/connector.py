@@ -70,7 +70,7 @@ class XConnector(Connector):
     def account_id(self) -> str:
         return self.settings.user_id
 
-    def text_length(self, text: str) -> int:
+    def text_length(self, text: str, public: bool = True) -> int:
         return weighted_length(text)
 
     # -- webhooks ---------------------------------------------------------------------

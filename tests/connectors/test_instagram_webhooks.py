@@ -320,8 +320,10 @@ def test_capabilities_and_length_in_utf8_bytes(connector: InstagramConnector) ->
     assert (caps.reply_window.total_seconds(), caps.human_agent_window.days, caps.private_reply_window.days) == (86400, 7, 7)
     assert caps.private_reply_to_public and caps.webhook and caps.poll
     assert caps.moderation == {"hide", "unhide", "delete"}
-    assert connector.text_length("hej") == 3
-    assert connector.text_length("å" * 500) == 1000 and connector.text_length("😩" * 250) == 1000
+    assert connector.text_length("hej", public=False) == 3
+    # DMs: UTF-8 bytes; public comment replies: characters
+    assert connector.text_length("å" * 500, public=False) == 1000 and connector.text_length("😩" * 250, public=False) == 1000
+    assert connector.text_length("å" * 500, public=True) == 500
 
 
 # -- socialcrm parse-webhook ----------------------------------------------------------------
