@@ -6,6 +6,7 @@ with the vault, everything else is stored in clear so admins can read it back.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,23 +60,37 @@ class LoadedChannel:
 
 
 class ChannelStore:
-    """Caches connector instances per channel; `invalidate()` after an admin change."""
+    """Caches connector instances per channel.
+
+    `invalidate()` after a change in this process; changes made elsewhere (the CLI, another
+    server process) are seen after MAX_AGE, or at once when an unknown channel is asked for."""
+
+    MAX_AGE = 30.0
+    MISS_RELOAD_INTERVAL = 1.0
 
     def __init__(self, engine: AsyncEngine, registry: Registry, vault: Vault, http: httpx.AsyncClient,
                  settings: Settings) -> None:
         self.engine, self.registry, self.vault, self.http, self.settings = engine, registry, vault, http, settings
         self._cache: dict[int, LoadedChannel] | None = None
+        self._loaded_at = 0.0
 
     def invalidate(self) -> None:
         self._cache = None
 
     async def all(self) -> dict[int, LoadedChannel]:
-        if self._cache is None:
+        if self._cache is None or time.monotonic() - self._loaded_at > self.MAX_AGE:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(sa.select(channel_t))).all()
             self._cache = {r.id: self._load(models.Channel.model_validate(r._asdict())) for r in rows
                            if r.connector in self.registry}
+            self._loaded_at = time.monotonic()
         return self._cache
+
+    async def _after_miss(self) -> dict[int, LoadedChannel]:
+        """Something asked for a channel we do not know: it may be new. Reload, at most once a second."""
+        if time.monotonic() - self._loaded_at > self.MISS_RELOAD_INTERVAL:
+            self._cache = None
+        return await self.all()
 
     def _load(self, row: models.Channel) -> LoadedChannel:
         cls = self.registry.get(row.connector)
@@ -89,16 +104,24 @@ class ChannelStore:
         return LoadedChannel(row, connector, info)
 
     async def get(self, channel_id: int) -> LoadedChannel | None:
-        return (await self.all()).get(channel_id)
+        found = (await self.all()).get(channel_id)
+        return found if found is not None else (await self._after_miss()).get(channel_id)
 
     async def for_connector(self, key: str) -> list[LoadedChannel]:
-        return [c for c in (await self.all()).values() if c.row.connector == key and c.row.status != "paused"]
+        found = _active(await self.all(), key)
+        return found or _active(await self._after_miss(), key)
 
     async def by_account(self, key: str, account_id: str) -> LoadedChannel | None:
-        for ch in await self.for_connector(key):
-            if ch.row.account_id == account_id:
-                return ch
-        return None
+        found = _with_account(await self.all(), key, account_id)
+        return found if found is not None else _with_account(await self._after_miss(), key, account_id)
+
+
+def _with_account(channels: dict[int, LoadedChannel], key: str, account_id: str) -> LoadedChannel | None:
+    return next((c for c in _active(channels, key) if c.row.account_id == account_id), None)
+
+
+def _active(channels: dict[int, LoadedChannel], key: str) -> list[LoadedChannel]:
+    return [c for c in channels.values() if c.row.connector == key and c.row.status != "paused"]
 
 
 async def create_channel(engine: AsyncEngine, registry: Registry, vault: Vault, *, connector: str, name: str,
