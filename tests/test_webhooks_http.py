@@ -118,11 +118,10 @@ async def test_one_callback_url_routes_each_entry_to_its_account(database_url):
 
 async def test_a_channel_added_by_another_process_is_found_on_first_delivery(database_url):
     async with client_with_channel(database_url) as (client, core, first):
-        await core.channels.all()                          # the cache is warm
-        core.channels._loaded_at -= 2                      # a moment later...
-        from tests.support import add_team_and_channel as add   # ...another process adds a channel:
-        second = await add(core, account_id="brand-3", secret="other")
-        core.channels._cache.pop(second, None)             # (this process has not seen it)
+        second = await add_team_and_channel(core, account_id="brand-3", secret="other")
+        cache = await core.channels.all()
+        del cache[second]                                  # as if another process had added it just now
+        core.channels._loaded_at -= 2
         body, headers = signed([sim_item("dm", "m-3")], account_id="brand-3", secret="other")
         resp = await client.post(f"/webhooks/simulator/{second}", data=body, headers=headers)
         assert resp.status == 200
