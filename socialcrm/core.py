@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from socialcrm.channels import ChannelStore
 from socialcrm.config import Settings
-from socialcrm.db import make_engine
+from socialcrm.db import make_engine, optimize
 from socialcrm.live import Hub
 from socialcrm.outbox import Dispatcher
 from socialcrm.receipts import Pipeline
@@ -47,6 +47,7 @@ class Core:
                    Vault.from_settings(settings))
 
     async def start(self, run_scheduler: bool | None = None) -> None:
+        await optimize(self.engine)
         await self.pipeline.start()
         if self.settings.run_scheduler if run_scheduler is None else run_scheduler:
             self.scheduler = build_scheduler(self)

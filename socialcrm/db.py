@@ -63,3 +63,13 @@ async def create_all(engine: AsyncEngine) -> None:
 async def drop_all(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
         await conn.run_sync(models.SQLModel.metadata.drop_all)
+
+
+async def optimize(engine: AsyncEngine) -> None:
+    """Keep SQLite's planner statistics fresh (it has no autovacuum-analyze like PostgreSQL):
+    without them it can prefer the team index over the inbox's priority indexes. Bounded work."""
+    if not is_sqlite(engine):
+        return
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        await conn.exec_driver_sql("PRAGMA optimize=0x10002")

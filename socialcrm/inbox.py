@@ -88,7 +88,7 @@ def _visible(viewer: Viewer) -> list[Any]:
 
 
 def _tab_filter(tab: str, viewer: Viewer) -> list[Any]:
-    where = [conv_t.c.status == "open", *_visible(viewer)]
+    where = [conv_t.c.status == models.OPEN, *_visible(viewer)]
     if tab == "mine":
         where.append(conv_t.c.assignee_id == viewer.id)
     elif tab == "unassigned":

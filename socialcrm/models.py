@@ -26,6 +26,11 @@ class UTCDateTime(sa.types.TypeDecorator):
         return None if value is None else value.replace(tzinfo=timezone.utc)
 
 
+#: 'open' written into the SQL text rather than bound: the planners only use a partial index
+#: (WHERE status = 'open' ...) when the query states the same condition literally.
+OPEN = sa.literal_column("'open'")
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -137,8 +142,13 @@ class Conversation(SQLModel, table=True):
 
     __table_args__ = (
         sa.UniqueConstraint("channel_id", "thread_key", name="uq_conversation_thread"),
-        sa.Index("ix_conversation_queue", "status", sa.text("priority DESC"), "waiting_since"),
-        sa.Index("ix_conversation_assignee", "assignee_id", "status"),
+        # The inbox tabs and the router read these in priority order and stop after a page:
+        # every ORDER BY column is in the index, so no query sorts or scans past its page.
+        sa.Index("ix_conversation_queue", "status", sa.text("priority DESC"), "waiting_since", "id"),
+        sa.Index("ix_conversation_assignee", "assignee_id", "status", sa.text("priority DESC"), "waiting_since", "id"),
+        sa.Index("ix_conversation_unassigned", sa.text("priority DESC"), "waiting_since", "id",
+                 sqlite_where=sa.text("status = 'open' AND assignee_id IS NULL"),
+                 postgresql_where=sa.text("status = 'open' AND assignee_id IS NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from socialcrm import ingest, models, routing
 from socialcrm.channels import ChannelStore, LoadedChannel
-from socialcrm.connector import NormalizedEvent, WebhookRequest
+from socialcrm.connector import Connector, NormalizedEvent, WebhookRequest
 from socialcrm.errors import SendError, WebhookError
 from socialcrm.live import Hub
 from socialcrm.models import utcnow
@@ -91,7 +91,8 @@ class Pipeline:
 
     # -- the webhook side -----------------------------------------------------------------
     async def submit(self, channel: LoadedChannel, req: WebhookRequest, events: list[NormalizedEvent]) -> int:
-        """Queue a verified, parsed delivery; returns its receipt id once it is durably stored."""
+        """Queue a verified, parsed delivery; returns once it is durably stored (usually ingested
+        too). The receipt id is returned for deliveries kept for the slow path, else 0."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._mark_busy()
         await self._store_q.put(Delivery(channel, redact_headers(req.headers), req.body, events, future=future))
@@ -108,31 +109,58 @@ class Pipeline:
             self._idle.set()
 
     async def _store_loop(self) -> None:
+        """The one writer of the fast path: each batch is stored, ingested and routed in ONE
+        transaction (one commit, no lock hand-offs between writers) and then acknowledged."""
         while True:
             batch = await _drain(self._store_q)
+            fast = [d for d in batch if not _needs_fetch(d)]
+            later = [d for d in batch if _needs_fetch(d)]
             try:
-                ids = await self._store(batch)
-            except Exception as exc:  # database down or locked: the platform will retry
-                log.error("could not store %d webhook deliveries: %s", len(batch), exc)
-                for d in batch:
-                    _settle(d, exc=StoreFailed(str(exc)))
-                self._mark_done(len(batch))
+                touched, assigned = await self._store_and_ingest(fast, later)
+            except Exception as exc:
+                log.warning("batch of %d could not be ingested at once (%s); storing it first", len(batch), exc)
+                await self._store_for_later(batch)
                 continue
-            for d, rid in zip(batch, ids):
-                d.receipt_id = rid
-                self._inflight.add(rid)
-                _settle(d, rid)
-                self._ingest_q.put_nowait(d)
+            for d in fast:
+                _settle(d, 0)
+            self._queue_for_later(later)
+            self.processed += len(fast)
+            self._mark_done(len(fast))
+            self._publish(touched, assigned)
 
-    async def _store(self, batch: Sequence[Delivery]) -> list[int]:
+    async def _store_and_ingest(self, fast: Sequence[Delivery], later: Sequence[Delivery]) -> tuple[set, list]:
         now = utcnow()
-        rows = [{"connector": d.channel.row.connector, "channel_id": d.channel.id, "received_at": now,
-                 "headers": d.headers, "body": d.body, "status": "pending", "events": len(d.events),
-                 "error": ""} for d in batch]
         async with self.engine.begin() as conn:
-            result = await conn.execute(receipt_t.insert().returning(receipt_t.c.id, sort_by_parameter_order=True),
-                                        rows)
-            return [r.id for r in result]
+            if fast:
+                await conn.execute(receipt_t.insert(), [_receipt_row(d, now, "processed") for d in fast])
+            await self._insert_pending(conn, later, now)
+            prepared = [Prepared(d, await self._by_channel(d)) for d in fast]
+            return await self._apply(conn, prepared, now)
+
+    async def _insert_pending(self, conn: AsyncConnection, batch: Sequence[Delivery], now: Any) -> None:
+        """Receipts to be ingested by the slow path; one by one so each knows its id (rare)."""
+        for d in batch:
+            d.receipt_id = (await conn.execute(receipt_t.insert().values(**_receipt_row(d, now, "pending"))
+                                               .returning(receipt_t.c.id))).scalar_one()
+
+    async def _store_for_later(self, batch: Sequence[Delivery]) -> None:
+        """Fallback: store the raw deliveries alone, acknowledge, and ingest them one by one."""
+        try:
+            async with self.engine.begin() as conn:
+                await self._insert_pending(conn, batch, utcnow())
+        except Exception as exc:  # database down or locked: 503, and the platform retries
+            log.error("could not store %d webhook deliveries: %s", len(batch), exc)
+            for d in batch:
+                _settle(d, exc=StoreFailed(str(exc)))
+            self._mark_done(len(batch))
+            return
+        self._queue_for_later(batch)
+
+    def _queue_for_later(self, batch: Sequence[Delivery]) -> None:
+        for d in batch:
+            self._inflight.add(d.receipt_id)
+            _settle(d, d.receipt_id)
+            self._ingest_q.put_nowait(d)
 
     # -- the ingest side ------------------------------------------------------------------
     async def _ingest_loop(self) -> None:
@@ -180,25 +208,29 @@ class Pipeline:
         return ready
 
     async def _ingest_in_one_transaction(self, ready: Sequence[Prepared]) -> tuple[set[tuple[int, int]], list[Any]]:
-        """All events of the batch, one ingest call per channel (the bulk path), one commit."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            result = await self._apply(conn, ready, now)
+            ids = [one.delivery.receipt_id for one in ready if one.delivery.receipt_id is not None]
+            if ids:
+                await conn.execute(receipt_t.update().where(receipt_t.c.id.in_(ids))
+                                   .values(status="processed", processed_at=now, error=""))
+        return result
+
+    async def _apply(self, conn: AsyncConnection, ready: Sequence[Prepared], now: Any) -> tuple[set, list]:
+        """All events of the batch, one ingest call per channel (the bulk path), then routing."""
         per_channel: dict[int, tuple[LoadedChannel, list[NormalizedEvent]]] = {}
         for one in ready:
             for channel, events in one.parts:
                 per_channel.setdefault(channel.id, (channel, []))[1].extend(events)
         touched: set[tuple[int, int]] = set()
-        now = utcnow()
-        async with self.engine.begin() as conn:
-            for channel, events in per_channel.values():
-                result = await ingest.apply(conn, channel.info, events, now)
-                touched |= {(cid, channel.info.team_id) for cid in result.conversations}
-            if per_channel:
-                await conn.execute(channel_t.update().where(channel_t.c.id.in_(list(per_channel)))
-                                   .values(last_event_at=now))
-            ids = [one.delivery.receipt_id for one in ready if one.delivery.receipt_id is not None]
-            if ids:
-                await conn.execute(receipt_t.update().where(receipt_t.c.id.in_(ids))
-                                   .values(status="processed", processed_at=now, error=""))
-            assigned = await routing.route(conn, now) if touched else []
+        for channel, events in per_channel.values():
+            result = await ingest.apply(conn, channel.info, events, now)
+            touched |= {(cid, channel.info.team_id) for cid in result.conversations}
+        if per_channel:
+            await conn.execute(channel_t.update().where(channel_t.c.id.in_(list(per_channel)))
+                               .values(last_event_at=now))
+        assigned = await routing.route(conn, now) if touched else []
         return touched, assigned
 
     async def _by_channel(self, d: Delivery) -> list[tuple[LoadedChannel, list[NormalizedEvent]]]:
@@ -275,6 +307,18 @@ class Pipeline:
         self._ingest_q.put_nowait(Delivery(channel, row.headers, row.body, events, receipt_id=receipt_id))
         if wait:
             await self.wait_idle()
+
+
+def _needs_fetch(d: Delivery) -> bool:
+    """Connectors that fetch more after the webhook (hydrate) take the store-first slow path,
+    so no platform call ever runs inside the writer's transaction or delays other deliveries."""
+    return type(d.channel.connector).hydrate is not Connector.hydrate
+
+
+def _receipt_row(d: Delivery, now: Any, status: str) -> dict[str, Any]:
+    return {"connector": d.channel.row.connector, "channel_id": d.channel.id, "received_at": now,
+            "headers": d.headers, "body": d.body, "status": status, "events": len(d.events), "error": "",
+            "processed_at": now if status == "processed" else None}
 
 
 def _settle(d: Delivery, receipt_id: int | None = None, exc: Exception | None = None) -> None:

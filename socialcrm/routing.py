@@ -50,18 +50,21 @@ class Assigned:
 
 
 async def online_agents(conn: AsyncConnection) -> list[Agent]:
-    """Online, active people with their current open load (conversations assigned and not resolved)."""
-    load = (sa.select(conversation_t.c.assignee_id, sa.func.count().label("n"))
-            .where(conversation_t.c.status != "resolved", conversation_t.c.assignee_id.is_not(None))
-            .group_by(conversation_t.c.assignee_id).subquery())
+    """Online, active people with their current open load (conversations assigned, not resolved)."""
     rows = (await conn.execute(
-        sa.select(user_t.c.id, user_t.c.display_name, user_t.c.username, user_t.c.capacity,
-                  user_t.c.online_since, sa.func.coalesce(load.c.n, 0).label("load"))
-        .outerjoin(load, load.c.assignee_id == user_t.c.id)
+        sa.select(user_t.c.id, user_t.c.display_name, user_t.c.username, user_t.c.capacity, user_t.c.online_since)
         .where(user_t.c.online.is_(True), user_t.c.is_active.is_(True)))).all()
-    teams = await _teams_of(conn, [r.id for r in rows])
-    return [Agent(r.id, r.display_name or r.username, r.capacity, r.load, teams.get(r.id, set()), r.online_since)
-            for r in rows]
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    # Counted per online agent through ix_conversation_assignee: cheap however big the table is.
+    loads = dict((await conn.execute(
+        sa.select(conversation_t.c.assignee_id, sa.func.count())
+        .where(conversation_t.c.assignee_id.in_(ids), conversation_t.c.status.in_(("open", "pending")))
+        .group_by(conversation_t.c.assignee_id))).all())
+    teams = await _teams_of(conn, ids)
+    return [Agent(r.id, r.display_name or r.username, r.capacity, loads.get(r.id, 0), teams.get(r.id, set()),
+                  r.online_since) for r in rows]
 
 
 async def _teams_of(conn: AsyncConnection, user_ids: list[int]) -> dict[int, set[int]]:
@@ -98,9 +101,9 @@ async def route(conn: AsyncConnection, now: datetime | None = None) -> list[Assi
         sa.select(conversation_t.c.id, conversation_t.c.team_id, conversation_t.c.public,
                   conversation_t.c.sla_due_at)
         .join(channel_t, channel_t.c.id == conversation_t.c.channel_id)
-        .where(conversation_t.c.status == "open", conversation_t.c.assignee_id.is_(None),
+        .where(conversation_t.c.status == models.OPEN, conversation_t.c.assignee_id.is_(None),
                channel_t.c.auto_assign.is_(True))
-        .order_by(conversation_t.c.priority.desc(), conversation_t.c.waiting_since.asc())
+        .order_by(conversation_t.c.priority.desc(), conversation_t.c.waiting_since.asc(), conversation_t.c.id.asc())
         .limit(BATCH))).all()
     plan: list[Assigned] = []
     for row in rows:

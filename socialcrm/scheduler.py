@@ -18,7 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from socialcrm import models
 from socialcrm.channels import LoadedChannel, set_status
-from socialcrm.db import insert
+from socialcrm.db import insert, optimize
 from socialcrm.errors import AuthFailed, RateLimited, SendError
 from socialcrm.models import utcnow
 from socialcrm.outbox import backoff_seconds
@@ -119,4 +119,5 @@ def build_scheduler(core: Core) -> AsyncIOScheduler:
                       next_run_time=datetime.now(timezone.utc))
     scheduler.add_job(sla_tick, "interval", seconds=settings.sla_tick_seconds, id="sla", args=[core])
     scheduler.add_job(core.pipeline.sweep, "interval", seconds=60, id="receipts-sweep")
+    scheduler.add_job(optimize, "interval", hours=1, id="db-optimize", args=[core.engine])
     return scheduler

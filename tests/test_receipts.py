@@ -67,3 +67,31 @@ async def test_receipts_stored_before_a_crash_are_ingested_at_the_next_start(dat
         await core.pipeline.wait_idle()
         receipt, texts = await state(core)
     assert receipt.status == "processed" and texts == ["lagret før krasjet"]
+
+
+async def test_one_poisoned_delivery_is_acknowledged_kept_and_never_blocks_the_others(database_url, monkeypatch):
+    import asyncio
+
+    from socialcrm import receipts
+
+    real_apply = receipts.ingest.apply
+
+    async def apply(conn, channel, events, now=None):
+        if any(e.external_id == "poison" for e in events):
+            raise ValueError("a bug in ingest")
+        return await real_apply(conn, channel, events, now)
+
+    monkeypatch.setattr(receipts.ingest, "apply", apply)
+    async with running_core(database_url) as core:
+        channel = await core.channels.get(await add_team_and_channel(core))
+        requests = []
+        for item_id in ("ok-1", "poison", "ok-2"):
+            body, headers = signed([sim_item("dm", item_id, author=f"c-{item_id}")])
+            requests.append(WebhookRequest.build("POST", "/", headers, {}, body))
+        await asyncio.gather(*(core.pipeline.submit(channel, r, channel.connector.parse(r)) for r in requests))
+        await core.pipeline.wait_idle()
+        async with core.engine.connect() as conn:
+            statuses = sorted((await conn.execute(sa.select(receipt_t.c.status))).scalars())
+            stored = sorted((await conn.execute(sa.select(msg_t.c.external_id))).scalars())
+    assert statuses == ["failed", "processed", "processed"]     # kept, replayable after a fix
+    assert stored == ["ok-1", "ok-2"]

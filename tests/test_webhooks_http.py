@@ -76,10 +76,11 @@ async def test_body_over_one_mib_is_413(database_url):
 
 async def test_database_that_cannot_store_answers_503_so_the_platform_retries(database_url):
     async with client_with_channel(database_url) as (client, core, channel_id):
-        async def broken(batch):
+        async def broken(*args):
             raise OSError("disk full")   # the store loop turns this into StoreFailed for the handler
 
-        core.pipeline._store = broken
+        core.pipeline._store_and_ingest = broken
+        core.pipeline._insert_pending = broken
         body, headers = signed([sim_item("dm", "m-1")])
         resp = await client.post(f"/webhooks/simulator/{channel_id}", data=body, headers=headers)
         assert resp.status == 503 and resp.headers["Retry-After"]

@@ -84,8 +84,8 @@ async def receive(request: web.Request) -> web.Response:
         log.info("webhook %s unsupported event: %s", key, exc)
         return web.Response(text=f"ignored: {exc}")
     try:
-        receipt_id = await request.app[CORE].pipeline.submit(channel, req, events)
+        await request.app[CORE].pipeline.submit(channel, req, events)
     except StoreFailed:
         raise web.HTTPServiceUnavailable(text="could not store the delivery; please retry",
                                          headers={"Retry-After": "5"}) from None
-    return web.json_response({"receipt": receipt_id, "events": len(events)})
+    return web.json_response({"stored": True, "events": len(events)})

@@ -169,9 +169,12 @@ def upgrade() -> None:
     sa.UniqueConstraint('channel_id', 'thread_key', name='uq_conversation_thread')
     )
     with op.batch_alter_table('conversation', schema=None) as batch_op:
-        batch_op.create_index('ix_conversation_assignee', ['assignee_id', 'status'], unique=False)
-        # Autogenerate cannot reflect expression indexes on SQLite: the inbox index, by hand.
-        batch_op.create_index('ix_conversation_queue', ['status', sa.text('priority DESC'), 'waiting_since'], unique=False)
+        # Autogenerate cannot reflect expression or partial indexes on SQLite: the inbox indexes, by hand.
+        batch_op.create_index('ix_conversation_assignee', ['assignee_id', 'status', sa.text('priority DESC'), 'waiting_since', 'id'], unique=False)
+        batch_op.create_index('ix_conversation_queue', ['status', sa.text('priority DESC'), 'waiting_since', 'id'], unique=False)
+        batch_op.create_index('ix_conversation_unassigned', [sa.text('priority DESC'), 'waiting_since', 'id'], unique=False,
+                              sqlite_where=sa.text("status = 'open' AND assignee_id IS NULL"),
+                              postgresql_where=sa.text("status = 'open' AND assignee_id IS NULL"))
         batch_op.create_index(batch_op.f('ix_conversation_contact_id'), ['contact_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_conversation_team_id'), ['team_id'], unique=False)
 
@@ -280,6 +283,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_conversation_contact_id'))
         batch_op.drop_index('ix_conversation_assignee')
         batch_op.drop_index('ix_conversation_queue')
+        batch_op.drop_index('ix_conversation_unassigned')
 
     op.drop_table('conversation')
     with op.batch_alter_table('receipt', schema=None) as batch_op:
