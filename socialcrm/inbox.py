@@ -2,7 +2,7 @@
 
 The queue is `status = 'open'` ordered by `priority DESC, waiting_since ASC`, which the index
 `ix_conversation_queue` serves directly, so the first 50 rows come out without a sort even on
-a million conversations. Counts are bounded for the same reason ("999+").
+a million conversations. Counts are bounded for the same reason ("99+"): past a hundred, the number no longer changes what an agent does.
 
 Visibility is decided here, once: an agent sees the conversations of their teams; leads and
 admins see all. A conversation the viewer may not see is reported as missing (None), so the
@@ -32,7 +32,7 @@ user_t = models.User.__table__
 TABS = ("mine", "unassigned", "public", "all")
 TAB_LABELS = {"mine": "Mine", "unassigned": "Unassigned", "public": "Public", "all": "All open"}
 PAGE_SIZE = 50
-COUNT_CAP = 1000
+COUNT_CAP = 100
 OTHER_CONVERSATIONS = 20
 
 

@@ -145,6 +145,7 @@ class Conversation(SQLModel, table=True):
         # The inbox tabs and the router read these in priority order and stop after a page:
         # every ORDER BY column is in the index, so no query sorts or scans past its page.
         sa.Index("ix_conversation_queue", "status", sa.text("priority DESC"), "waiting_since", "id"),
+        sa.Index("ix_conversation_team_queue", "team_id", "status", sa.text("priority DESC"), "waiting_since", "id"),
         sa.Index("ix_conversation_assignee", "assignee_id", "status", sa.text("priority DESC"), "waiting_since", "id"),
         sa.Index("ix_conversation_unassigned", sa.text("priority DESC"), "waiting_since", "id",
                  sqlite_where=sa.text("status = 'open' AND assignee_id IS NULL"),
@@ -153,7 +154,7 @@ class Conversation(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     channel_id: int = Field(foreign_key="channel.id")
-    team_id: int = Field(foreign_key="team.id", index=True)
+    team_id: int = Field(foreign_key="team.id")
     contact_id: int = Field(foreign_key="contact.id", index=True)
     identity_id: int = Field(foreign_key="identity.id")
     thread_key: str = Field(max_length=420)

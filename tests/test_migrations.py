@@ -41,7 +41,8 @@ async def test_upgrade_head_matches_the_models(database_url, tmp_path):
         await engine.dispose()
 
 
-EXPRESSION_INDEXES = {"ix_conversation_queue", "ix_conversation_assignee", "ix_conversation_unassigned"}
+EXPRESSION_INDEXES = {"ix_conversation_queue", "ix_conversation_assignee", "ix_conversation_unassigned",
+                      "ix_conversation_team_queue"}
 
 
 def _is_queue_index(change: tuple) -> bool:

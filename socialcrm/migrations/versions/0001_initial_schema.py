@@ -172,11 +172,11 @@ def upgrade() -> None:
         # Autogenerate cannot reflect expression or partial indexes on SQLite: the inbox indexes, by hand.
         batch_op.create_index('ix_conversation_assignee', ['assignee_id', 'status', sa.text('priority DESC'), 'waiting_since', 'id'], unique=False)
         batch_op.create_index('ix_conversation_queue', ['status', sa.text('priority DESC'), 'waiting_since', 'id'], unique=False)
+        batch_op.create_index('ix_conversation_team_queue', ['team_id', 'status', sa.text('priority DESC'), 'waiting_since', 'id'], unique=False)
         batch_op.create_index('ix_conversation_unassigned', [sa.text('priority DESC'), 'waiting_since', 'id'], unique=False,
                               sqlite_where=sa.text("status = 'open' AND assignee_id IS NULL"),
                               postgresql_where=sa.text("status = 'open' AND assignee_id IS NULL"))
         batch_op.create_index(batch_op.f('ix_conversation_contact_id'), ['contact_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_conversation_team_id'), ['team_id'], unique=False)
 
     op.create_table('assignment',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -279,7 +279,7 @@ def downgrade() -> None:
 
     op.drop_table('assignment')
     with op.batch_alter_table('conversation', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_conversation_team_id'))
+        batch_op.drop_index('ix_conversation_team_queue')
         batch_op.drop_index(batch_op.f('ix_conversation_contact_id'))
         batch_op.drop_index('ix_conversation_assignee')
         batch_op.drop_index('ix_conversation_queue')
