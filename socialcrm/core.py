@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from socialcrm.channels import ChannelStore
 from socialcrm.config import Settings
-from socialcrm.db import make_engine, optimize
+from socialcrm.db import make_engine, make_sync_engine, optimize
 from socialcrm.live import Hub
 from socialcrm.outbox import Dispatcher
 from socialcrm.receipts import Pipeline
@@ -33,7 +33,8 @@ class Core:
         self.settings, self.engine, self.registry, self.http, self.vault = settings, engine, registry, http, vault
         self.hub = Hub()
         self.channels = ChannelStore(engine, registry, vault, http, settings)
-        self.pipeline = Pipeline(engine, self.channels, self.hub)
+        self.sync_engine = make_sync_engine(settings.database_url)
+        self.pipeline = Pipeline(engine, self.channels, self.hub, self.sync_engine)
         self.dispatcher = Dispatcher(engine, self.channels, self.hub)
         self.poller = Poller(self)
         self.scheduler = None
@@ -61,6 +62,8 @@ class Core:
         await self.pipeline.stop()
         await self.http.aclose()
         await self.engine.dispose()
+        if self.sync_engine is not None:
+            self.sync_engine.dispose()
 
     async def dispatch_outbox(self) -> None:
         while await self.dispatcher.run_once():

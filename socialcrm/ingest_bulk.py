@@ -14,12 +14,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from socialcrm import models, sla
 from socialcrm.connector import NormalizedEvent
 from socialcrm.db import insert
-from socialcrm.eventlog import event_row, log_events
+from socialcrm.eventlog import event_row, log_events_sync as log_events
 from socialcrm.models import utcnow
 from socialcrm.text import clean_text, preview
 
@@ -54,16 +54,16 @@ class ConvState:
     changed: bool = False
 
 
-async def ingest_customer_items(conn: AsyncConnection, ch: ChannelInfo, events: list[NormalizedEvent],
+def ingest_customer_items(conn: Connection, ch: ChannelInfo, events: list[NormalizedEvent],
                                 res: IngestResult, now: datetime) -> list[str]:
     """Store new inbound items; returns the external ids stored (pending changes may wait on them)."""
-    events = await _new_only(conn, ch.id, events, res)
+    events = _new_only(conn, ch.id, events, res)
     if not events:
         return []
-    identities = await _identities(conn, ch.id, events)
-    keys = await _thread_keys(conn, ch.id, events)
-    convs, log = await _conversations(conn, ch, events, identities, keys)
-    stored = await _insert_messages(conn, ch.id, events, identities, convs, keys)
+    identities = _identities(conn, ch.id, events)
+    keys = _thread_keys(conn, ch.id, events)
+    convs, log = _conversations(conn, ch, events, identities, keys)
+    stored = _insert_messages(conn, ch.id, events, identities, convs, keys)
     res.duplicates += len(events) - len(stored)
     for ev in events:
         if ev.external_id in stored:
@@ -71,16 +71,16 @@ async def ingest_customer_items(conn: AsyncConnection, ch: ChannelInfo, events: 
             _fold_customer_message(ch, conv, ev, identities[ev.author.external_id], now, log)
             res.new_messages.append(stored[ev.external_id])
             res.conversations.add(conv.id)
-    await _write_conversations(conn, [c for c in convs.values() if c.changed])
-    await log_events(conn, log)
+    _write_conversations(conn, [c for c in convs.values() if c.changed])
+    log_events(conn, log)
     return list(stored)
 
 
-async def _new_only(conn: AsyncConnection, channel_id: int, events: list[NormalizedEvent],
+def _new_only(conn: Connection, channel_id: int, events: list[NormalizedEvent],
                     res: IngestResult) -> list[NormalizedEvent]:
     """Drop items already stored or repeated within the run (redeliveries, re-polls)."""
     ids = {ev.external_id for ev in events}
-    known = set((await conn.execute(sa.select(message_t.c.external_id).where(
+    known = set((conn.execute(sa.select(message_t.c.external_id).where(
         message_t.c.channel_id == channel_id, message_t.c.external_id.in_(ids)))).scalars())
     fresh: dict[str, NormalizedEvent] = {}
     for ev in events:
@@ -90,27 +90,27 @@ async def _new_only(conn: AsyncConnection, channel_id: int, events: list[Normali
     return list(fresh.values())
 
 
-async def _identities(conn: AsyncConnection, channel_id: int, events: list[NormalizedEvent]) -> dict[str, tuple[int, int]]:
+def _identities(conn: Connection, channel_id: int, events: list[NormalizedEvent]) -> dict[str, tuple[int, int]]:
     """author external id -> (identity id, contact id), creating contacts on first sight."""
     authors = {ev.author.external_id: ev.author for ev in events}
-    found = await _select_identities(conn, channel_id, list(authors))
-    await _refresh_profiles(conn, found, authors)
+    found = _select_identities(conn, channel_id, list(authors))
+    _refresh_profiles(conn, found, authors)
     missing = [authors[a] for a in authors if a not in found]
     if missing:
-        contact_ids = (await conn.execute(
+        contact_ids = (conn.execute(
             contact_t.insert().returning(contact_t.c.id, sort_by_parameter_order=True),
             [{"name": clean_text(a.name) or clean_text(a.handle) or a.external_id, "created_at": utcnow()}
              for a in missing])).scalars().all()
         rows = [{"channel_id": channel_id, "contact_id": cid, "original_contact_id": cid,
                  "external_id": a.external_id, "is_self": a.is_self, "unreachable": False, **_profile(a)}
                 for a, cid in zip(missing, contact_ids)]
-        await conn.execute(insert(conn, identity_t).on_conflict_do_nothing(
+        conn.execute(insert(conn, identity_t).on_conflict_do_nothing(
             index_elements=["channel_id", "external_id"]), rows)
         # Another process may have won a race for some: read back what is really stored.
-        found |= await _select_identities(conn, channel_id, [a.external_id for a in missing])
+        found |= _select_identities(conn, channel_id, [a.external_id for a in missing])
         orphans = set(contact_ids) - {v[1] for v in found.values()}
         if orphans:
-            await conn.execute(contact_t.delete().where(contact_t.c.id.in_(orphans)))
+            conn.execute(contact_t.delete().where(contact_t.c.id.in_(orphans)))
     return {k: (v[0], v[1]) for k, v in found.items()}
 
 
@@ -119,23 +119,23 @@ def _profile(a: Any) -> dict[str, Any]:
             "followers": a.followers}
 
 
-async def _select_identities(conn: AsyncConnection, channel_id: int, external_ids: list[str]) -> dict[str, tuple]:
-    rows = (await conn.execute(sa.select(identity_t.c.external_id, identity_t.c.id, identity_t.c.contact_id,
+def _select_identities(conn: Connection, channel_id: int, external_ids: list[str]) -> dict[str, tuple]:
+    rows = (conn.execute(sa.select(identity_t.c.external_id, identity_t.c.id, identity_t.c.contact_id,
                                          identity_t.c.name, identity_t.c.followers).where(
         identity_t.c.channel_id == channel_id, identity_t.c.external_id.in_(external_ids)))).all()
     return {r.external_id: (r.id, r.contact_id, r.name, r.followers) for r in rows}
 
 
-async def _refresh_profiles(conn: AsyncConnection, found: dict[str, tuple], authors: dict[str, Any]) -> None:
+def _refresh_profiles(conn: Connection, found: dict[str, tuple], authors: dict[str, Any]) -> None:
     """Names and follower counts change; keep the latest the platform told us."""
     for ext, (identity_id, _, name, followers) in found.items():
         a = authors[ext]
         if (a.name and clean_text(a.name) != name) or (a.followers is not None and a.followers != followers):
-            await conn.execute(identity_t.update().where(identity_t.c.id == identity_id).values(
+            conn.execute(identity_t.update().where(identity_t.c.id == identity_id).values(
                 **{k: v for k, v in _profile(a).items() if v not in ("", None)}))
 
 
-async def _thread_keys(conn: AsyncConnection, channel_id: int, events: list[NormalizedEvent]) -> dict[str, str]:
+def _thread_keys(conn: Connection, channel_id: int, events: list[NormalizedEvent]) -> dict[str, str]:
     """external id -> the conversation key it belongs to.
 
     Normally the platform's thread id (DESIGN §4). But a customer who answers our reply, or
@@ -147,7 +147,7 @@ async def _thread_keys(conn: AsyncConnection, channel_id: int, events: list[Norm
     if not answered:
         return keys
     m, c, i = message_t, conversation_t, identity_t
-    rows = (await conn.execute(sa.select(m.c.external_id, m.c.direction, i.c.external_id.label("author"),
+    rows = (conn.execute(sa.select(m.c.external_id, m.c.direction, i.c.external_id.label("author"),
                                          c.c.thread_key, c.c.public)
                                .join(c, c.c.id == m.c.conversation_id).outerjoin(i, i.c.id == m.c.author_identity_id)
                                .where(m.c.channel_id == channel_id, m.c.external_id.in_(answered)))).all()
@@ -177,14 +177,14 @@ def _continues(parent: Any, ev: NormalizedEvent) -> bool:
     return parent.author == ev.author.external_id
 
 
-async def _conversations(conn: AsyncConnection, ch: ChannelInfo, events: list[NormalizedEvent],
+def _conversations(conn: Connection, ch: ChannelInfo, events: list[NormalizedEvent],
                          identities: dict[str, tuple[int, int]],
                          keys: dict[str, str]) -> tuple[dict[str, ConvState], list[dict]]:
     """thread key -> state of its conversation, creating the missing ones."""
     first_by_key: dict[str, NormalizedEvent] = {}
     for ev in events:
         first_by_key.setdefault(keys[ev.external_id], ev)
-    states = await _select_conversations(conn, ch.id, list(first_by_key))
+    states = _select_conversations(conn, ch.id, list(first_by_key))
     missing = [k for k in first_by_key if k not in states]
     log: list[dict] = []
     if missing:
@@ -196,9 +196,9 @@ async def _conversations(conn: AsyncConnection, ch: ChannelInfo, events: list[No
                          "identity_id": identity_id, "thread_key": key, "thread_external_id": ev.thread_external_id,
                          "public": ev.public, "status": "open", "priority": 0, "created_at": utcnow(),
                          "last_message_preview": "", "assignment_reason": ""})
-        await conn.execute(insert(conn, conversation_t).on_conflict_do_nothing(
+        conn.execute(insert(conn, conversation_t).on_conflict_do_nothing(
             index_elements=["channel_id", "thread_key"]), rows)
-        created = await _select_conversations(conn, ch.id, missing)
+        created = _select_conversations(conn, ch.id, missing)
         for key, state in created.items():
             state.values["status"] = "new"  # folded into "open" by the first message
             ev = first_by_key[key]
@@ -207,9 +207,9 @@ async def _conversations(conn: AsyncConnection, ch: ChannelInfo, events: list[No
     return states, log
 
 
-async def _select_conversations(conn: AsyncConnection, channel_id: int, keys: list[str]) -> dict[str, ConvState]:
+def _select_conversations(conn: Connection, channel_id: int, keys: list[str]) -> dict[str, ConvState]:
     c = conversation_t
-    rows = (await conn.execute(sa.select(c.c.id, c.c.thread_key, c.c.public, identity_t.c.is_self,
+    rows = (conn.execute(sa.select(c.c.id, c.c.thread_key, c.c.public, identity_t.c.is_self,
                                          *[c.c[f] for f in CONV_FIELDS])
                                .join(identity_t, identity_t.c.id == c.c.identity_id)
                                .where(c.c.channel_id == channel_id, c.c.thread_key.in_(keys)))).all()
@@ -217,7 +217,7 @@ async def _select_conversations(conn: AsyncConnection, channel_id: int, keys: li
             for r in rows}
 
 
-async def _insert_messages(conn: AsyncConnection, channel_id: int, events: list[NormalizedEvent],
+def _insert_messages(conn: Connection, channel_id: int, events: list[NormalizedEvent],
                            identities: dict[str, tuple[int, int]], convs: dict[str, ConvState],
                            keys: dict[str, str]) -> dict[str, int]:
     rows = [{
@@ -229,7 +229,7 @@ async def _insert_messages(conn: AsyncConnection, channel_id: int, events: list[
                         for a in ev.attachments],
         "status": "received", "error": "", "moderation": "", "deleted": False, "reactions": {},
         "created_at": ev.created_at} for ev in events]
-    result = await conn.execute(insert(conn, message_t).on_conflict_do_nothing(
+    result = conn.execute(insert(conn, message_t).on_conflict_do_nothing(
         index_elements=["channel_id", "external_id"]).returning(message_t.c.id, message_t.c.external_id), rows)
     return {r.external_id: r.id for r in result}
 
@@ -256,17 +256,17 @@ def _fold_customer_message(ch: ChannelInfo, conv: ConvState, ev: NormalizedEvent
     log.append(event_row(conv.id, "customer_message", at=at))
 
 
-async def _write_conversations(conn: AsyncConnection, states: list[ConvState]) -> None:
+def _write_conversations(conn: Connection, states: list[ConvState]) -> None:
     if not states:
         return
     stmt = conversation_t.update().where(conversation_t.c.id == sa.bindparam("b_id")).values(
         {f: sa.bindparam(f"b_{f}") for f in CONV_FIELDS})
-    await conn.execute(stmt, [{"b_id": s.id, **{f"b_{f}": s.values[f] for f in CONV_FIELDS}} for s in states])
+    conn.execute(stmt, [{"b_id": s.id, **{f"b_{f}": s.values[f] for f in CONV_FIELDS}} for s in states])
 
 
-async def waiting_changes(conn: AsyncConnection, channel_id: int, external_ids: list[str]) -> list[str]:
+def waiting_changes(conn: Connection, channel_id: int, external_ids: list[str]) -> list[str]:
     """Which of these items have edits, deletes or statuses that arrived before them."""
     if not external_ids:
         return []
-    return list((await conn.execute(sa.select(pending_t.c.target_external_id).distinct().where(
+    return list((conn.execute(sa.select(pending_t.c.target_external_id).distinct().where(
         pending_t.c.channel_id == channel_id, pending_t.c.target_external_id.in_(external_ids)))).scalars())

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from socialcrm import ingest, models, routing
@@ -59,8 +60,9 @@ class Delivery:
 
 
 class Pipeline:
-    def __init__(self, engine: AsyncEngine, channels: ChannelStore, hub: Hub) -> None:
-        self.engine, self.channels, self.hub = engine, channels, hub
+    def __init__(self, engine: AsyncEngine, channels: ChannelStore, hub: Hub,
+                 sync_engine: sa.Engine | None = None) -> None:
+        self.engine, self.channels, self.hub, self.sync_engine = engine, channels, hub, sync_engine
         self._store_q: asyncio.Queue[Delivery] = asyncio.Queue()
         self._ingest_q: asyncio.Queue[Delivery] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -130,12 +132,16 @@ class Pipeline:
 
     async def _store_and_ingest(self, fast: Sequence[Delivery], later: Sequence[Delivery]) -> tuple[set, list]:
         now = utcnow()
+        prepared = [Prepared(d, await self._by_channel(d)) for d in fast]
+        if self.sync_engine is not None:  # SQLite: the whole batch in one worker-thread hop
+            return await asyncio.to_thread(self._write_in_thread, prepared, later, now)
         async with self.engine.begin() as conn:
-            if fast:
-                await conn.execute(receipt_t.insert(), [_receipt_row(d, now, "processed") for d in fast])
-            await self._insert_pending(conn, later, now)
-            prepared = [Prepared(d, await self._by_channel(d)) for d in fast]
-            return await self._apply(conn, prepared, now)
+            return await conn.run_sync(_write_batch, prepared, later, now)
+
+    def _write_in_thread(self, prepared: Sequence[Prepared], later: Sequence[Delivery], now: Any) -> tuple[set, list]:
+        assert self.sync_engine is not None
+        with self.sync_engine.begin() as conn:
+            return _write_batch(conn, prepared, later, now)
 
     async def _insert_pending(self, conn: AsyncConnection, batch: Sequence[Delivery], now: Any) -> None:
         """Receipts to be ingested by the slow path; one by one so each knows its id (rare)."""
@@ -218,20 +224,7 @@ class Pipeline:
         return result
 
     async def _apply(self, conn: AsyncConnection, ready: Sequence[Prepared], now: Any) -> tuple[set, list]:
-        """All events of the batch, one ingest call per channel (the bulk path), then routing."""
-        per_channel: dict[int, tuple[LoadedChannel, list[NormalizedEvent]]] = {}
-        for one in ready:
-            for channel, events in one.parts:
-                per_channel.setdefault(channel.id, (channel, []))[1].extend(events)
-        touched: set[tuple[int, int]] = set()
-        for channel, events in per_channel.values():
-            result = await ingest.apply(conn, channel.info, events, now)
-            touched |= {(cid, channel.info.team_id) for cid in result.conversations}
-        if per_channel:
-            await conn.execute(channel_t.update().where(channel_t.c.id.in_(list(per_channel)))
-                               .values(last_event_at=now))
-        assigned = await routing.route(conn, now) if touched else []
-        return touched, assigned
+        return await conn.run_sync(_apply_sync, ready, now)
 
     async def _by_channel(self, d: Delivery) -> list[tuple[LoadedChannel, list[NormalizedEvent]]]:
         """Route each event to its channel by platform account id (one Meta app, many pages)."""
@@ -307,6 +300,33 @@ class Pipeline:
         self._ingest_q.put_nowait(Delivery(channel, row.headers, row.body, events, receipt_id=receipt_id))
         if wait:
             await self.wait_idle()
+
+
+def _write_batch(conn: Connection, prepared: Sequence[Prepared], later: Sequence[Delivery],
+                 now: Any) -> tuple[set, list]:
+    """Store the batch's receipts, ingest the ready ones per channel, route: one transaction."""
+    if prepared:
+        conn.execute(receipt_t.insert(), [_receipt_row(p.delivery, now, "processed") for p in prepared])
+    for d in later:
+        d.receipt_id = conn.execute(receipt_t.insert().values(**_receipt_row(d, now, "pending"))
+                                    .returning(receipt_t.c.id)).scalar_one()
+    return _apply_sync(conn, prepared, now)
+
+
+def _apply_sync(conn: Connection, ready: Sequence[Prepared], now: Any) -> tuple[set, list]:
+    """All events of the batch, one ingest call per channel (the bulk path), then routing."""
+    per_channel: dict[int, tuple[LoadedChannel, list[NormalizedEvent]]] = {}
+    for one in ready:
+        for channel, events in one.parts:
+            per_channel.setdefault(channel.id, (channel, []))[1].extend(events)
+    touched: set[tuple[int, int]] = set()
+    for channel, events in per_channel.values():
+        result = ingest.apply_sync(conn, channel.info, events, now)
+        touched |= {(cid, channel.info.team_id) for cid in result.conversations}
+    if per_channel:
+        conn.execute(channel_t.update().where(channel_t.c.id.in_(list(per_channel))).values(last_event_at=now))
+    assigned = routing.route_sync(conn, now) if touched else []
+    return touched, assigned
 
 
 def _needs_fetch(d: Delivery) -> bool:

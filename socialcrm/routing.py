@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from socialcrm import models, sla
-from socialcrm.eventlog import event_row, log_event, log_events
+from socialcrm.eventlog import event_row, log_event_sync as log_event, log_events_sync as log_events
 from socialcrm.models import utcnow
 
 conversation_t = models.Conversation.__table__
@@ -49,29 +50,29 @@ class Assigned:
     reason: str
 
 
-async def online_agents(conn: AsyncConnection) -> list[Agent]:
+def online_agents_sync(conn: Connection) -> list[Agent]:
     """Online, active people with their current open load (conversations assigned, not resolved)."""
-    rows = (await conn.execute(
+    rows = (conn.execute(
         sa.select(user_t.c.id, user_t.c.display_name, user_t.c.username, user_t.c.capacity, user_t.c.online_since)
         .where(user_t.c.online.is_(True), user_t.c.is_active.is_(True)))).all()
     if not rows:
         return []
     ids = [r.id for r in rows]
     # Counted per online agent through ix_conversation_assignee: cheap however big the table is.
-    loads = dict((await conn.execute(
+    loads = dict((conn.execute(
         sa.select(conversation_t.c.assignee_id, sa.func.count())
         .where(conversation_t.c.assignee_id.in_(ids), conversation_t.c.status.in_(("open", "pending")))
         .group_by(conversation_t.c.assignee_id))).all())
-    teams = await _teams_of(conn, ids)
+    teams = _teams_of(conn, ids)
     return [Agent(r.id, r.display_name or r.username, r.capacity, loads.get(r.id, 0), teams.get(r.id, set()),
                   r.online_since) for r in rows]
 
 
-async def _teams_of(conn: AsyncConnection, user_ids: list[int]) -> dict[int, set[int]]:
+def _teams_of(conn: Connection, user_ids: list[int]) -> dict[int, set[int]]:
     if not user_ids:
         return {}
     out: dict[int, set[int]] = {}
-    for uid, tid in (await conn.execute(sa.select(member_t.c.user_id, member_t.c.team_id)
+    for uid, tid in (conn.execute(sa.select(member_t.c.user_id, member_t.c.team_id)
                                         .where(member_t.c.user_id.in_(user_ids)))).all():
         out.setdefault(uid, set()).add(tid)
     return out
@@ -91,13 +92,13 @@ def explain(public: bool, due: datetime | None, agent: Agent, now: datetime) -> 
     return f"{what}, {sla.describe_deadline(due, now)}, you had {agent.load} of {agent.capacity} open"
 
 
-async def route(conn: AsyncConnection, now: datetime | None = None) -> list[Assigned]:
+def route_sync(conn: Connection, now: datetime | None = None) -> list[Assigned]:
     """Assign waiting, unassigned conversations in priority order while agents have room."""
     now = now or utcnow()
-    agents = await online_agents(conn)
+    agents = online_agents_sync(conn)
     if not any(a.has_room for a in agents):
         return []
-    rows = (await conn.execute(
+    rows = (conn.execute(
         sa.select(conversation_t.c.id, conversation_t.c.team_id, conversation_t.c.public,
                   conversation_t.c.sla_due_at)
         .join(channel_t, channel_t.c.id == conversation_t.c.channel_id)
@@ -114,10 +115,10 @@ async def route(conn: AsyncConnection, now: datetime | None = None) -> list[Assi
         agent.load += 1
         if not any(a.has_room for a in agents):
             break
-    return await _claim_all(conn, plan, now)
+    return _claim_all(conn, plan, now)
 
 
-async def _claim_all(conn: AsyncConnection, plan: list[Assigned], now: datetime) -> list[Assigned]:
+def _claim_all(conn: Connection, plan: list[Assigned], now: datetime) -> list[Assigned]:
     """Claim every planned conversation in one UPDATE ... RETURNING: a conversation another router
     took meanwhile is simply not returned, so nothing is ever assigned twice."""
     if not plan:
@@ -128,35 +129,54 @@ async def _claim_all(conn: AsyncConnection, plan: list[Assigned], now: datetime)
         assignee_id=sa.case({i: a.user_id for i, a in by_id.items()}, value=c.id),
         assignment_reason=sa.case({i: a.reason for i, a in by_id.items()}, value=c.id),
     ).returning(c.id)
-    claimed = set((await conn.execute(stmt)).scalars())
+    claimed = set((conn.execute(stmt)).scalars())
     made = [a for a in plan if a.conversation_id in claimed]
     if not made:
         return []
-    await conn.execute(assignment_t.insert(), [
+    conn.execute(assignment_t.insert(), [
         {"conversation_id": a.conversation_id, "user_id": a.user_id, "by_user_id": None, "reason": a.reason, "at": now}
         for a in made])
-    await log_events(conn, [event_row(a.conversation_id, "assigned", at=now,
+    log_events(conn, [event_row(a.conversation_id, "assigned", at=now,
                                       detail={"assignee_id": a.user_id, "reason": a.reason}) for a in made])
     return made
 
 
-async def record_assignment(conn: AsyncConnection, conv_id: int, user_id: int | None, by_user_id: int | None,
+def record_assignment_sync(conn: Connection, conv_id: int, user_id: int | None, by_user_id: int | None,
                             reason: str, now: datetime | None = None) -> None:
     now = now or utcnow()
-    await conn.execute(assignment_t.insert().values(conversation_id=conv_id, user_id=user_id,
+    conn.execute(assignment_t.insert().values(conversation_id=conv_id, user_id=user_id,
                                                     by_user_id=by_user_id, reason=reason, at=now))
     kind = "assigned" if user_id is not None else "unassigned"
-    await log_event(conn, conv_id, kind, at=now, user_id=by_user_id,
+    log_event(conn, conv_id, kind, at=now, user_id=by_user_id,
                     detail={"assignee_id": user_id, "reason": reason})
 
 
-async def release_waiting(conn: AsyncConnection, user_id: int, why: str) -> list[tuple[int, int]]:
+def release_waiting_sync(conn: Connection, user_id: int, why: str) -> list[tuple[int, int]]:
     """Unassign a person's conversations that still wait for an answer; returns (id, team_id)."""
-    rows = (await conn.execute(sa.select(conversation_t.c.id, conversation_t.c.team_id).where(
+    rows = (conn.execute(sa.select(conversation_t.c.id, conversation_t.c.team_id).where(
         conversation_t.c.assignee_id == user_id, conversation_t.c.status == "open",
         conversation_t.c.waiting_since.is_not(None)))).all()
     for row in rows:
-        await conn.execute(conversation_t.update().where(conversation_t.c.id == row.id)
+        conn.execute(conversation_t.update().where(conversation_t.c.id == row.id)
                            .values(assignee_id=None, assignment_reason=""))
-        await record_assignment(conn, row.id, None, None, why)
+        record_assignment_sync(conn, row.id, None, None, why)
     return [(r.id, r.team_id) for r in rows]
+
+
+# -- async entry points (the same code, run on an async connection) ------------------------
+
+async def online_agents(conn: AsyncConnection) -> list[Agent]:
+    return await conn.run_sync(online_agents_sync)
+
+
+async def route(conn: AsyncConnection, now: datetime | None = None) -> list[Assigned]:
+    return await conn.run_sync(route_sync, now)
+
+
+async def record_assignment(conn: AsyncConnection, conv_id: int, user_id: int | None, by_user_id: int | None,
+                            reason: str, now: datetime | None = None) -> None:
+    await conn.run_sync(record_assignment_sync, conv_id, user_id, by_user_id, reason, now)
+
+
+async def release_waiting(conn: AsyncConnection, user_id: int, why: str) -> list[tuple[int, int]]:
+    return await conn.run_sync(release_waiting_sync, user_id, why)

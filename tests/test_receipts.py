@@ -74,14 +74,14 @@ async def test_one_poisoned_delivery_is_acknowledged_kept_and_never_blocks_the_o
 
     from socialcrm import receipts
 
-    real_apply = receipts.ingest.apply
+    real_apply = receipts.ingest.apply_sync
 
-    async def apply(conn, channel, events, now=None):
+    def apply(conn, channel, events, now=None):
         if any(e.external_id == "poison" for e in events):
             raise ValueError("a bug in ingest")
-        return await real_apply(conn, channel, events, now)
+        return real_apply(conn, channel, events, now)
 
-    monkeypatch.setattr(receipts.ingest, "apply", apply)
+    monkeypatch.setattr(receipts.ingest, "apply_sync", apply)
     async with running_core(database_url) as core:
         channel = await core.channels.get(await add_team_and_channel(core))
         requests = []

@@ -1,0 +1,505 @@
+"""SLA timelines and response-time figures, recomputed from the conversation event log.
+
+Nothing here is stored: a timeline is a pure function of (events, policy, now), so editing a
+calendar or a target changes history consistently, and every figure can explain itself.
+
+The rules (issue 5):
+- The first customer message starts the first-response clock and the resolution clock.
+- Only people answer: a first_response/responded event with detail {"automated": true} stops
+  nothing; a reply made in the platform's native app ({"via": "native app"}) is a person's.
+- After a reply, the next customer message starts a next-response clock; more messages while
+  it runs do not restart it. A reopen starts one too, and never touches the first response.
+- "pending" pauses every running clock (waiting on the customer); the next customer_message or
+  an "open" event resumes them. Resolving clears the pause.
+- Resolving stops the resolution clock (a reopen resumes the same clock, so time spent resolved
+  never counts) and closes an unanswered response clock: "breached" if already over its target,
+  otherwise "closed" (no reply was needed), which is left out of every figure.
+- A clock still running past its target is already "breached"; "running" means still in time.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from socialcrm.calendars import (BusinessCalendar, add_business_time, business_seconds_between, closing_time,
+                                 is_open, next_opening)
+
+RESPONSE_KINDS = frozenset({"first_response", "responded"})
+FIRST, NEXT, RESOLUTION = "first_response", "next_response", "resolution"
+DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+#: Float business seconds from microsecond timestamps: an answer exactly on target is met.
+EPSILON = 1e-6
+
+Segment = tuple[datetime, datetime | None]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One ConversationEvent row, detached from the database."""
+
+    kind: str
+    at: datetime
+    user_id: int | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+def event_from_row(row: Any) -> Event:
+    """From a ConversationEvent, a SQLAlchemy Row or a plain mapping."""
+    get = row.get if isinstance(row, Mapping) else lambda name: getattr(row, name, None)
+    return Event(kind=get("kind"), at=get("at"), user_id=get("user_id"), detail=get("detail") or {})
+
+
+def events_from_rows(rows: Iterable[Any]) -> list[Event]:
+    """In time order; the sort is stable, so rows read by id keep their order on equal times."""
+    return sorted((event_from_row(r) for r in rows), key=lambda e: e.at)
+
+
+def is_human_response(ev: Event) -> bool:
+    return ev.kind in RESPONSE_KINDS
+
+
+@dataclass(frozen=True)
+class SlaPolicy:
+    first_response_minutes: float
+    next_response_minutes: float
+    resolution_minutes: float
+    calendar: BusinessCalendar = field(default_factory=lambda: BusinessCalendar(always_open=True))
+    at_risk_fraction: float = 0.8
+
+    def target_seconds(self, kind: str) -> float:
+        minutes = {FIRST: self.first_response_minutes, NEXT: self.next_response_minutes,
+                   RESOLUTION: self.resolution_minutes}[kind]
+        return minutes * 60.0
+
+
+@dataclass(frozen=True)
+class Clock:
+    """One SLA clock; `segments` are the stretches it ran (the last one open-ended while running)."""
+
+    kind: str
+    started_at: datetime
+    due_at: datetime | None          # None while paused: the deadline waits with the customer
+    answered_at: datetime | None     # the reply, or the resolution for the resolution clock
+    business_seconds: float
+    target_seconds: float
+    status: str                      # met | breached | running | closed
+    explanation: str
+    agent_id: int | None = None
+    segments: tuple[Segment, ...] = ()
+
+    @property
+    def business_minutes(self) -> float:
+        return self.business_seconds / 60.0
+
+    @property
+    def is_open(self) -> bool:
+        return self.answered_at is None and self.status in ("running", "breached")
+
+    @property
+    def paused(self) -> bool:
+        return self.is_open and self.segments[-1][1] is not None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    first_response: Clock | None
+    next_responses: tuple[Clock, ...]
+    resolution: Clock | None
+    policy: SlaPolicy
+    computed_at: datetime
+    public: bool | None = None
+    agent_responses: int = 0
+    conversation_id: Any = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def clocks(self) -> tuple[Clock, ...]:
+        first = (self.first_response,) if self.first_response else ()
+        return first + self.next_responses + ((self.resolution,) if self.resolution else ())
+
+
+# -- walking the log ----------------------------------------------------------------------
+
+@dataclass
+class _Run:
+    """A clock being built: what started it and the stretches it has run."""
+
+    kind: str
+    reason: str
+    segments: list[Segment]
+
+
+@dataclass
+class _State:
+    response: _Run | None = None
+    resolution: _Run | None = None
+    first_seen: bool = False
+    paused: bool = False
+    resolved: bool = False
+    public: bool | None = None
+    agent_responses: int = 0
+    last_resolve: Event | None = None
+    done: list[tuple[_Run, str, Event | None]] = field(default_factory=list)  # (run, how it ended, event)
+
+
+def _halt(run: _Run | None, at: datetime) -> None:
+    if run and run.segments[-1][1] is None:
+        run.segments[-1] = (run.segments[-1][0], at)
+
+
+def _resume(run: _Run | None, at: datetime) -> None:
+    if run and run.segments[-1][1] is not None:
+        run.segments.append((at, None))
+
+
+def _start_response(st: _State, at: datetime, reason: str) -> None:
+    """A response clock, unless one runs already: the first ever is the first response."""
+    if st.response is None:
+        st.response = _Run(NEXT if st.first_seen else FIRST, reason, [(at, None)])
+        st.first_seen = True
+    if st.resolution is None:
+        st.resolution = _Run(RESOLUTION, reason, [(at, None)])
+
+
+def _on_customer(st: _State, ev: Event) -> None:
+    if st.resolved:
+        _on_reopened(st, replace(ev, kind="reopened"))
+    if st.paused:
+        _on_open(st, ev)
+    _start_response(st, ev.at, "customer wrote")
+
+
+def _on_response(st: _State, ev: Event) -> None:
+    if not is_human_response(ev):
+        return
+    st.agent_responses += 1
+    if st.response:
+        _halt(st.response, ev.at)
+        st.done.append((st.response, "answered", ev))
+        st.response = None
+
+
+def _on_pending(st: _State, ev: Event) -> None:
+    if not st.resolved and not st.paused:
+        st.paused = True
+        _halt(st.response, ev.at)
+        _halt(st.resolution, ev.at)
+
+
+def _on_open(st: _State, ev: Event) -> None:
+    if st.paused:
+        st.paused = False
+        _resume(st.response, ev.at)
+        _resume(st.resolution, ev.at)
+
+
+def _on_resolved(st: _State, ev: Event) -> None:
+    if st.resolved:
+        return
+    st.resolved, st.paused = True, False
+    _halt(st.response, ev.at)
+    _halt(st.resolution, ev.at)
+    if st.response:
+        st.done.append((st.response, "closed", ev))
+        st.response = None
+    st.last_resolve = ev
+
+
+def _on_reopened(st: _State, ev: Event) -> None:
+    if st.resolved:
+        st.resolved = False
+        _resume(st.resolution, ev.at)
+        _start_response(st, ev.at, "reopened")
+
+
+def _on_created(st: _State, ev: Event) -> None:
+    st.public = ev.detail.get("public", st.public)
+
+
+HANDLERS: dict[str, Callable[[_State, Event], None]] = {
+    "created": _on_created, "customer_message": _on_customer, "first_response": _on_response,
+    "responded": _on_response, "pending": _on_pending, "open": _on_open, "resolved": _on_resolved,
+    "reopened": _on_reopened,
+}
+
+
+def timeline(events: Sequence[Event], policy: SlaPolicy, now: datetime, *, conversation_id: Any = None,
+             attrs: Mapping[str, Any] | None = None) -> Timeline:
+    """Every SLA clock of one conversation as of `now`; events after `now` are not yet known."""
+    st = _State()
+    for ev in sorted((e for e in events if e.at <= now), key=lambda e: e.at):
+        HANDLERS.get(ev.kind, lambda s, e: None)(st, ev)
+    clocks = [_finish(run, how, ev, policy, now) for run, how, ev in st.done]
+    if st.response:
+        clocks.append(_finish(st.response, "running", None, policy, now))
+    first = next((c for c in clocks if c.kind == FIRST), None)
+    nexts = tuple(sorted((c for c in clocks if c.kind == NEXT), key=lambda c: c.started_at))
+    return Timeline(first, nexts, _finish_resolution(st, policy, now), policy, now, st.public,
+                    st.agent_responses, conversation_id, dict(attrs or {}))
+
+
+def _finish_resolution(st: _State, policy: SlaPolicy, now: datetime) -> Clock | None:
+    if st.resolution is None:
+        return None
+    how = "answered" if st.resolved else "running"
+    return _finish(st.resolution, how, st.last_resolve if st.resolved else None, policy, now)
+
+
+# -- turning a run into a clock -------------------------------------------------------------
+
+def _used(cal: BusinessCalendar, segments: Sequence[Segment], now: datetime) -> float:
+    return sum(business_seconds_between(cal, s, e or now) for s, e in segments)
+
+
+def _due(cal: BusinessCalendar, segments: Sequence[Segment], target: float) -> datetime:
+    """When the target is (or would be) reached: inside a stretch it ran, or had the last one gone on."""
+    used = 0.0
+    for s, e in segments[:-1]:
+        ran = business_seconds_between(cal, s, e)  # type: ignore[arg-type] - only the last is open
+        if used + ran >= target - EPSILON:
+            return add_business_time(cal, s, max(target - used, 0.0))
+        used += ran
+    return add_business_time(cal, segments[-1][0], max(target - used, 0.0))
+
+
+def _status(how: str, used: float, target: float) -> str:
+    over = used > target + EPSILON
+    if how == "answered":
+        return "breached" if over else "met"
+    if over:
+        return "breached"
+    return "closed" if how == "closed" else "running"
+
+
+def _finish(run: _Run, how: str, ev: Event | None, policy: SlaPolicy, now: datetime) -> Clock:
+    cal, target = policy.calendar, policy.target_seconds(run.kind)
+    segments = tuple(run.segments)
+    used = _used(cal, segments, now)
+    status = _status(how, used, target)
+    paused = how == "running" and segments[-1][1] is not None
+    due = None if paused else _due(cal, segments, target)
+    answered = ev.at if ev and how == "answered" else None
+    agent = ev.user_id if ev and how == "answered" else None
+    text = explain(cal, run.kind, run.reason, segments, how, ev, now, used, target, status)
+    return Clock(run.kind, segments[0][0], due, answered, used, target, status, text, agent, segments)
+
+
+# -- explanations -------------------------------------------------------------------------
+
+END_WORDS = {FIRST: "first reply", NEXT: "next reply", RESOLUTION: "resolved"}
+
+
+def _when(cal: BusinessCalendar, at: datetime, long: bool = False) -> str:
+    """'Fri 16:55' in the calendar's zone (the date too when the clock spans a week or more)."""
+    local = at.astimezone(cal.zone)
+    day = DAY_NAMES[local.weekday()] + (local.strftime(" %Y-%m-%d") if long else "")
+    return f"{day} {local:%H:%M}"
+
+
+def explain(cal: BusinessCalendar, kind: str, reason: str, segments: Sequence[Segment], how: str,
+            ev: Event | None, now: datetime, used: float, target: float, status: str) -> str:
+    """The plain-words 'why': start, hours that stopped the clock, pauses, end, sum and verdict."""
+    start, end = segments[0][0], (ev.at if ev else now)
+    long = end - start >= timedelta(days=6)
+    parts = [f"{reason} {_when(cal, start, long)}", *_hours_note(cal, start, end, long)]
+    parts += _pause_notes(cal, segments, long, paused=how == "running")
+    parts.append(_end_note(cal, kind, how, ev, now, long))
+    so_far = " so far" if how == "running" else ""
+    return "; ".join(p for p in parts if p) + \
+        f" = {_minutes_words(used)}{so_far}, target {_number(target / 60)}: {status}"
+
+
+def _hours_note(cal: BusinessCalendar, start: datetime, end: datetime, long: bool) -> list[str]:
+    if cal.always_open:
+        return []
+    if not is_open(cal, start):
+        opening = next_opening(cal, start)
+        return [f"outside business hours, clock started {_when(cal, opening, long)}"] if opening and opening < end else []
+    close = closing_time(cal, start)
+    return [f"business hours ended {close.astimezone(cal.zone):%H:%M}"] if close and close < end else []
+
+
+def _pause_notes(cal: BusinessCalendar, segments: Sequence[Segment], long: bool, paused: bool) -> list[str]:
+    notes = [f"waiting on customer {_when(cal, a[1], long)}-{_when(cal, b[0], long)}"
+             for a, b in zip(segments, segments[1:])]
+    if paused and segments[-1][1] is not None:
+        notes.append(f"waiting on customer since {_when(cal, segments[-1][1], long)}")
+    return notes
+
+
+def _end_note(cal: BusinessCalendar, kind: str, how: str, ev: Event | None, now: datetime, long: bool) -> str:
+    if how == "answered" and ev:
+        via = f" ({ev.detail['via']})" if ev.detail.get("via") else ""
+        return f"{END_WORDS[kind]}{via} {_when(cal, ev.at, long)}"
+    if how == "closed" and ev:
+        return f"resolved {_when(cal, ev.at, long)} without a reply"
+    return f"{'not resolved' if kind == RESOLUTION else 'no reply'} yet at {_when(cal, now, long)}"
+
+
+def _minutes_words(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes} business minute{'' if minutes == 1 else 's'}"
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+# -- live questions -----------------------------------------------------------------------
+
+def used_seconds(tl: Timeline, clock: Clock, now: datetime) -> float:
+    """Business time a clock has used by `now` (later than the timeline's own `now` for a live view)."""
+    return _used(tl.policy.calendar, clock.segments, now) if clock.is_open else clock.business_seconds
+
+
+def at_risk(tl: Timeline, now: datetime) -> bool:
+    """A ticking clock has used at least the policy's fraction of its target but not all of it.
+
+    Already-breached clocks are `breached_open`, so "breaching soon" and "breached" never overlap.
+    """
+    return any(c.is_open and not c.paused and
+               tl.policy.at_risk_fraction * c.target_seconds <= used_seconds(tl, c, now) <= c.target_seconds + EPSILON
+               for c in tl.clocks)
+
+
+def breached_open(tl: Timeline, now: datetime) -> bool:
+    return any(c.is_open and used_seconds(tl, c, now) > c.target_seconds + EPSILON for c in tl.clocks)
+
+
+def next_due(tl: Timeline) -> datetime | None:
+    """The earliest deadline of a ticking response clock: what the router orders by."""
+    dues = [c.due_at for c in tl.clocks if c.is_open and c.kind != RESOLUTION and c.due_at]
+    return min(dues, default=None)
+
+
+# -- figures over many conversations -------------------------------------------------------
+
+Key = Callable[[Timeline, Clock], Hashable]
+
+
+def by_attr(name: str) -> Key:
+    """Group by something the caller knows about the conversation: channel, team."""
+    return lambda tl, clock: tl.attrs.get(name)
+
+
+def by_visibility(tl: Timeline, clock: Clock) -> str | None:
+    return None if tl.public is None else ("public" if tl.public else "private")
+
+
+def by_agent(tl: Timeline, clock: Clock) -> int | None:
+    """Who gave the reply (or resolved); clocks nobody has answered yet group under None."""
+    return clock.agent_id
+
+
+def median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Nearest rank: always a real observation, so "90 % were answered within X" is literally true."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(p / 100 * len(ordered)), 1) - 1]
+
+
+def attainment_pct(clocks: Iterable[Clock]) -> float | None:
+    """Met / (met + breached) in percent; running and closed clocks have no verdict yet."""
+    verdicts = [c.status for c in clocks if c.status in ("met", "breached")]
+    return 100.0 * verdicts.count("met") / len(verdicts) if verdicts else None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One row of the response-times table; times in business minutes, ids for drill-down."""
+
+    conversations: int
+    first_response_median: float | None
+    first_response_p90: float | None
+    next_response_median: float | None
+    resolution_median: float | None
+    first_response_attainment_pct: float | None
+    attainment_pct: float | None
+    met: int
+    breached: int
+    conversation_ids: tuple[Any, ...] = ()
+    breached_ids: tuple[Any, ...] = ()
+
+
+def _answered_minutes(pairs: Sequence[tuple[Timeline, Clock]], kind: str) -> list[float]:
+    return [c.business_minutes for _, c in pairs if c.kind == kind and c.status in ("met", "breached")
+            and c.answered_at is not None]
+
+
+def _ids(pairs: Iterable[tuple[Timeline, Clock]]) -> tuple[Any, ...]:
+    return tuple(dict.fromkeys(tl.conversation_id for tl, _ in pairs))
+
+
+def summarize_group(pairs: Sequence[tuple[Timeline, Clock]]) -> Summary:
+    clocks = [c for _, c in pairs]
+    firsts = _answered_minutes(pairs, FIRST)
+    return Summary(
+        conversations=len(_ids(pairs)), first_response_median=median(firsts),
+        first_response_p90=percentile(firsts, 90), next_response_median=median(_answered_minutes(pairs, NEXT)),
+        resolution_median=median(_answered_minutes(pairs, RESOLUTION)),
+        first_response_attainment_pct=attainment_pct(c for c in clocks if c.kind == FIRST),
+        attainment_pct=attainment_pct(clocks), met=sum(c.status == "met" for c in clocks),
+        breached=sum(c.status == "breached" for c in clocks), conversation_ids=_ids(pairs),
+        breached_ids=_ids((tl, c) for tl, c in pairs if c.status == "breached"))
+
+
+def summarize(timelines: Iterable[Timeline], key: Key | None = None) -> dict[Hashable, Summary]:
+    """The table behind the dashboard: one Summary per group (a single None group without a key).
+
+    Grouping is per clock, not per conversation, so "per agent" credits each reply to whoever
+    gave it even when several agents answered one conversation.
+    """
+    groups: dict[Hashable, list[tuple[Timeline, Clock]]] = defaultdict(list)
+    for tl in timelines:
+        for clock in tl.clocks:
+            groups[key(tl, clock) if key else None].append((tl, clock))
+    return {k: summarize_group(pairs) for k, pairs in groups.items()}
+
+
+# -- first-contact resolution ---------------------------------------------------------------
+
+FCR_WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class FcrResult:
+    """Rate over the decided conversations; the id lists are what each number links to."""
+
+    rate_pct: float | None
+    first_contact: tuple[Any, ...]
+    not_first_contact: tuple[Any, ...]
+    undecided: tuple[Any, ...]  # resolved less than a window ago and not reopened yet
+
+
+def fcr_outcome(events: Sequence[Event], now: datetime, window: timedelta = FCR_WINDOW) -> str | None:
+    """'yes', 'no', 'undecided', or None when never resolved: one person's reply, no reopen in the window."""
+    ordered = sorted((e for e in events if e.at <= now), key=lambda e: e.at)
+    resolved = next((e for e in ordered if e.kind == "resolved"), None)
+    if resolved is None:
+        return None
+    replies = sum(is_human_response(e) for e in ordered if e.at <= resolved.at)
+    reopened = any(e.kind == "reopened" and resolved.at <= e.at <= resolved.at + window for e in ordered)
+    if replies != 1 or reopened:
+        return "no"
+    return "yes" if now - resolved.at >= window else "undecided"
+
+
+def first_contact_resolution(events_by_conversation: Mapping[Any, Sequence[Event]], now: datetime,
+                             window: timedelta = FCR_WINDOW) -> FcrResult:
+    outcomes: dict[str | None, list[Any]] = defaultdict(list)
+    for conv_id, events in events_by_conversation.items():
+        outcomes[fcr_outcome(events, now, window)].append(conv_id)
+    yes, no = tuple(outcomes["yes"]), tuple(outcomes["no"])
+    rate = 100.0 * len(yes) / (len(yes) + len(no)) if yes or no else None
+    return FcrResult(rate, yes, no, tuple(outcomes["undecided"]))
