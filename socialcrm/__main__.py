@@ -1,3 +1,5 @@
-from socialcrm.cli import main
 import sys
+
+from socialcrm.cli import main
+
 sys.exit(main())

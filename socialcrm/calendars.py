@@ -44,11 +44,13 @@ class BusinessCalendar:
         hours = tuple(tuple(sorted((s, e) for s, e in given.get(d, ()))) for d in range(7))
         object.__setattr__(self, "hours", hours)
         object.__setattr__(self, "holidays", frozenset(self.holidays))
-        ZoneInfo(self.tz)  # fail on a misspelt zone now, not at the first deadline
+        # Looked up once (a misspelt zone fails here, not at the first deadline); the hash is
+        # cached because every day's intervals are looked up in a cache keyed by the calendar.
+        object.__setattr__(self, "zone", ZoneInfo(self.tz))
+        object.__setattr__(self, "_hash", hash((self.tz, self.hours, self.holidays, self.always_open)))
 
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.tz)
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined, no-any-return]
 
 
 def weekdays(start: str = "08:00", end: str = "16:00", days: Sequence[int] = range(5)) -> dict[int, list[Interval]]:

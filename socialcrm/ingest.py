@@ -18,10 +18,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from socialcrm import ingest_bulk, models, sla
-from socialcrm.ingest_bulk import thread_key
 from socialcrm.connector import ITEM_KINDS, NormalizedEvent
 from socialcrm.db import insert
 from socialcrm.eventlog import log_event_sync as log_event
+from socialcrm.ingest_bulk import thread_key
 from socialcrm.models import utcnow
 from socialcrm.text import clean_text, preview
 

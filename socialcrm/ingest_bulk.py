@@ -19,7 +19,8 @@ from sqlalchemy.engine import Connection
 from socialcrm import models, sla
 from socialcrm.connector import NormalizedEvent
 from socialcrm.db import insert
-from socialcrm.eventlog import event_row, log_events_sync as log_events
+from socialcrm.eventlog import event_row
+from socialcrm.eventlog import log_events_sync as log_events
 from socialcrm.models import utcnow
 from socialcrm.text import clean_text, preview
 

@@ -25,10 +25,17 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cached_property, partial
 from typing import Any
 
-from socialcrm.calendars import (BusinessCalendar, add_business_time, business_seconds_between, closing_time,
-                                 is_open, next_opening)
+from socialcrm.calendars import (
+    BusinessCalendar,
+    add_business_time,
+    business_seconds_between,
+    closing_time,
+    is_open,
+    next_opening,
+)
 
 RESPONSE_KINDS = frozenset({"first_response", "responded"})
 FIRST, NEXT, RESOLUTION = "first_response", "next_response", "resolution"
@@ -61,7 +68,7 @@ def events_from_rows(rows: Iterable[Any]) -> list[Event]:
 
 
 def is_human_response(ev: Event) -> bool:
-    return ev.kind in RESPONSE_KINDS
+    return ev.kind in RESPONSE_KINDS and not ev.detail.get("automated")
 
 
 @dataclass(frozen=True)
@@ -89,9 +96,14 @@ class Clock:
     business_seconds: float
     target_seconds: float
     status: str                      # met | breached | running | closed
-    explanation: str
     agent_id: int | None = None
     segments: tuple[Segment, ...] = ()
+    why: Callable[[], str] = field(default=lambda: "", repr=False, compare=False)
+
+    @cached_property
+    def explanation(self) -> str:
+        """Worded on demand: a dashboard over thousands of clocks never reads most of them."""
+        return self.why()
 
     @property
     def business_minutes(self) -> float:
@@ -286,8 +298,8 @@ def _finish(run: _Run, how: str, ev: Event | None, policy: SlaPolicy, now: datet
     due = None if paused else _due(cal, segments, target)
     answered = ev.at if ev and how == "answered" else None
     agent = ev.user_id if ev and how == "answered" else None
-    text = explain(cal, run.kind, run.reason, segments, how, ev, now, used, target, status)
-    return Clock(run.kind, segments[0][0], due, answered, used, target, status, text, agent, segments)
+    why = partial(explain, cal, run.kind, run.reason, segments, how, ev, now, used, target, status)
+    return Clock(run.kind, segments[0][0], due, answered, used, target, status, agent, segments, why)
 
 
 # -- explanations -------------------------------------------------------------------------
@@ -432,26 +444,41 @@ class Summary:
     breached_ids: tuple[Any, ...] = ()
 
 
-def _answered_minutes(pairs: Sequence[tuple[Timeline, Clock]], kind: str) -> list[float]:
-    return [c.business_minutes for _, c in pairs if c.kind == kind and c.status in ("met", "breached")
-            and c.answered_at is not None]
+@dataclass
+class _Tally:
+    minutes: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    verdicts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))  # met, breached
+    ids: dict[Any, None] = field(default_factory=dict)        # dicts as ordered sets
+    breached_ids: dict[Any, None] = field(default_factory=dict)
 
 
-def _ids(pairs: Iterable[tuple[Timeline, Clock]]) -> tuple[Any, ...]:
-    return tuple(dict.fromkeys(tl.conversation_id for tl, _ in pairs))
+def _tally(pairs: Iterable[tuple[Timeline, Clock]]) -> _Tally:
+    """One pass over a group's clocks: the dashboard sums tens of thousands of them per table."""
+    t = _Tally()
+    for tl, c in pairs:
+        t.ids[tl.conversation_id] = None
+        if c.status in ("met", "breached"):
+            t.verdicts[c.kind][c.status == "breached"] += 1
+            if c.answered_at is not None:
+                t.minutes[c.kind].append(c.business_minutes)
+            if c.status == "breached":
+                t.breached_ids[tl.conversation_id] = None
+    return t
 
 
-def summarize_group(pairs: Sequence[tuple[Timeline, Clock]]) -> Summary:
-    clocks = [c for _, c in pairs]
-    firsts = _answered_minutes(pairs, FIRST)
+def _pct(met: int, breached: int) -> float | None:
+    return 100.0 * met / (met + breached) if met + breached else None
+
+
+def summarize_group(pairs: Iterable[tuple[Timeline, Clock]]) -> Summary:
+    t = _tally(pairs)
+    met, breached = (sum(v[i] for v in t.verdicts.values()) for i in (0, 1))
     return Summary(
-        conversations=len(_ids(pairs)), first_response_median=median(firsts),
-        first_response_p90=percentile(firsts, 90), next_response_median=median(_answered_minutes(pairs, NEXT)),
-        resolution_median=median(_answered_minutes(pairs, RESOLUTION)),
-        first_response_attainment_pct=attainment_pct(c for c in clocks if c.kind == FIRST),
-        attainment_pct=attainment_pct(clocks), met=sum(c.status == "met" for c in clocks),
-        breached=sum(c.status == "breached" for c in clocks), conversation_ids=_ids(pairs),
-        breached_ids=_ids((tl, c) for tl, c in pairs if c.status == "breached"))
+        conversations=len(t.ids), first_response_median=median(t.minutes[FIRST]),
+        first_response_p90=percentile(t.minutes[FIRST], 90), next_response_median=median(t.minutes[NEXT]),
+        resolution_median=median(t.minutes[RESOLUTION]), first_response_attainment_pct=_pct(*t.verdicts[FIRST]),
+        attainment_pct=_pct(met, breached), met=met, breached=breached, conversation_ids=tuple(t.ids),
+        breached_ids=tuple(t.breached_ids))
 
 
 def summarize(timelines: Iterable[Timeline], key: Key | None = None) -> dict[Hashable, Summary]:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from socialcrm import models
-from socialcrm.eventlog import log_event
 from socialcrm.errors import SendError
+from socialcrm.eventlog import log_event
 from socialcrm.replies import ReplyRejected
 
 if TYPE_CHECKING:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import logging
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 
 from socialcrm.connector import Connector

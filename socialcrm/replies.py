@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from socialcrm import models, sla
 from socialcrm.channels import LoadedChannel
 from socialcrm.eventlog import log_event
-from socialcrm.text import clean_text, preview
 from socialcrm.models import utcnow
+from socialcrm.text import clean_text, preview
 
 if TYPE_CHECKING:
     from socialcrm.core import Core

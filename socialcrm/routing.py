@@ -15,7 +15,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from socialcrm import models, sla
-from socialcrm.eventlog import event_row, log_event_sync as log_event, log_events_sync as log_events
+from socialcrm.eventlog import event_row
+from socialcrm.eventlog import log_event_sync as log_event
+from socialcrm.eventlog import log_events_sync as log_events
 from socialcrm.models import utcnow
 
 conversation_t = models.Conversation.__table__

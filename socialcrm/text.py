@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 PREVIEW_CHARS = 140
@@ -19,3 +21,19 @@ def preview(text: str) -> str:
     """The first line, short: what the inbox row shows."""
     line = text.strip().split("\n", 1)[0]
     return line[:PREVIEW_CHARS]
+
+
+def clean_tree(value: Any, fix: Callable[[str], str] = clean_text) -> Any:
+    """Every string of a decoded JSON tree (keys too) made storable; connectors keep `raw` with it."""
+    if isinstance(value, str):
+        return fix(value)
+    if isinstance(value, list):
+        return [clean_tree(v, fix) for v in value]
+    if isinstance(value, dict):
+        return {clean_tree(k, fix): clean_tree(v, fix) for k, v in value.items()}
+    return value
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line of plain words, for CLI output and logs."""
+    return " ".join(str(exc).split()) or type(exc).__name__

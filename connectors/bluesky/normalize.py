@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from socialcrm.connector import Attachment, Author, MalformedPayload, NormalizedEvent
+from socialcrm.text import clean_tree
 
 from .marks import Mark, is_new, parse_time
 
@@ -248,10 +249,8 @@ def _str(obj: Item, key: str, where: str, *, required: bool = True) -> str | Non
 
 def clean(value: Any) -> Any:
     """Make every string in a parsed JSON tree storable (see _UNSTORABLE)."""
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    if isinstance(value, dict):
-        return {clean(k): clean(v) for k, v in value.items()}
-    return value
+    return clean_tree(value, _storable)
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)

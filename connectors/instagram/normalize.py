@@ -20,6 +20,7 @@ from socialcrm.connector import (
     NormalizedEvent,
     UnsupportedEvent,
 )
+from socialcrm.text import one_line
 
 from .values import (
     build_millis,
@@ -27,7 +28,6 @@ from .values import (
     build_time,
     clean,
     obj,
-    one_line,
     string,
     text_of,
 )

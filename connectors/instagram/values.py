@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from socialcrm.connector import MalformedPayload
-from socialcrm.text import clean_text
+from socialcrm.text import clean_text, clean_tree
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Comment `entry.time` is epoch seconds, DM times are milliseconds. A seconds value this large
@@ -70,14 +70,6 @@ def text_of(item: dict[str, Any], where: str) -> str:
 
 def clean(value: Any) -> Any:
     """Every string of a parsed JSON tree made storable (lone surrogates, NUL)."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    if isinstance(value, dict):
-        return {clean(k): clean(v) for k, v in value.items()}
-    return value
+    return clean_tree(value, clean_text)
 
 
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

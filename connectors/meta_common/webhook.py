@@ -18,6 +18,7 @@ from socialcrm.connector import (
     MalformedPayload,
     WebhookRequest,
 )
+from socialcrm.text import clean_tree
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 # Lone surrogates (a JSON "\\ud83d" escape cut in half) cannot be encoded as UTF-8 and NUL breaks
@@ -61,14 +62,12 @@ def parse_json_object(body: bytes, expected_object: str) -> dict[str, Any]:
 
 def clean_json(value: Any) -> Any:
     """Every string in a decoded JSON tree made storable (see _UNSTORABLE); keys too."""
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [clean_json(v) for v in value]
-    if isinstance(value, dict):
-        return {clean_json(k): clean_json(v) for k, v in value.items()}
-    return value
+    return clean_tree(value, _storable)
 
 
 def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)

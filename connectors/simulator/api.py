@@ -9,7 +9,13 @@ from urllib.parse import quote
 
 import httpx
 
-from socialcrm.errors import AuthFailed, PermanentError, RateLimited, TransientError, platform_errors
+from socialcrm.errors import (
+    AuthFailed,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    platform_errors,
+)
 
 PLATFORM = "the simulated platform"
 EVENTS_PATH = "/api/events"

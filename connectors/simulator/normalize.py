@@ -14,7 +14,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from socialcrm.connector import Attachment, Author, MalformedPayload, NormalizedEvent, UnsupportedEvent
+from socialcrm.connector import (
+    Attachment,
+    Author,
+    MalformedPayload,
+    NormalizedEvent,
+    UnsupportedEvent,
+)
+from socialcrm.text import clean_tree, one_line
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Lone surrogates (a JSON "\ud800" escape) cannot be encoded as UTF-8 and NUL breaks
@@ -210,14 +217,10 @@ def _str(obj: dict[str, Any], key: str, where: str, *, required: bool = True) ->
 
 def clean(value: Any) -> Any:
     """Make every string in a parsed JSON tree storable (see _UNSTORABLE)."""
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    if isinstance(value, dict):
-        return {clean(k): clean(v) for k, v in value.items()}
-    return value
+    return clean_tree(value, _storable)
 
 
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)

@@ -12,7 +12,13 @@ from typing import Any
 
 import httpx
 
-from socialcrm.errors import AuthFailed, PermanentError, RateLimited, SendError, TransientError
+from socialcrm.errors import (
+    AuthFailed,
+    PermanentError,
+    RateLimited,
+    SendError,
+    TransientError,
+)
 
 PLATFORM = "Telegram"
 GET_ME = "getMe"

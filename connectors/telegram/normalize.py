@@ -14,8 +14,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from socialcrm.connector import Author, MalformedPayload, NormalizedEvent, UnsupportedEvent
-from socialcrm.text import clean_text
+from socialcrm.connector import (
+    Author,
+    MalformedPayload,
+    NormalizedEvent,
+    UnsupportedEvent,
+)
+from socialcrm.text import clean_text, clean_tree, one_line
 
 from .content import build_content, field, integer, string
 
@@ -258,14 +263,6 @@ def build_time(seconds: int) -> datetime:
 
 def clean(value: Any) -> Any:
     """Make every string in a parsed JSON tree storable (lone surrogates and NUL, see clean_text)."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    if isinstance(value, dict):
-        return {clean(k): clean(v) for k, v in value.items()}
-    return value
+    return clean_tree(value, clean_text)
 
 
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -14,7 +14,12 @@ from typing import Any
 import httpx
 
 from connectors.meta_common import raise_for_graph_error
-from socialcrm.errors import PermanentError, RateLimited, TransientError, platform_errors
+from socialcrm.errors import (
+    PermanentError,
+    RateLimited,
+    TransientError,
+    platform_errors,
+)
 
 PLATFORM = "WhatsApp"
 MESSAGES_PATH = "/{version}/{phone_number_id}/messages"

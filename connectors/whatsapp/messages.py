@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from socialcrm.connector import Attachment, Author, MalformedPayload, NormalizedEvent, UnsupportedEvent
+from socialcrm.connector import (
+    Attachment,
+    Author,
+    MalformedPayload,
+    NormalizedEvent,
+    UnsupportedEvent,
+)
 
 #: Media arrive as ids, fetched with the access token (GET /{media-id}): the attachment url is
 #: this scheme + id, which the inbox shows as text, never as a link.

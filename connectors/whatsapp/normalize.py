@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.meta_common import clean_json, parse_json_object
-from socialcrm.connector import Author, MalformedPayload, NormalizedEvent, UnsupportedEvent
+from socialcrm.connector import (
+    Author,
+    MalformedPayload,
+    NormalizedEvent,
+    UnsupportedEvent,
+)
 
 from .api import PLAIN_WORDS
 from .messages import EVENT_PARSERS, Context, build_time, parse_unsupported, require_str

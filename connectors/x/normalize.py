@@ -23,6 +23,7 @@ from socialcrm.connector import (
     NormalizedEvent,
     UnsupportedEvent,
 )
+from socialcrm.text import clean_tree
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -285,10 +286,8 @@ def _str(obj: Item, key: str) -> str:
 
 def clean(value: Any) -> Any:
     """Lone surrogates and NUL cannot be stored: they become U+FFFD everywhere in the tree."""
-    if isinstance(value, str):
-        return _UNSTORABLE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [clean(v) for v in value]
-    if isinstance(value, dict):
-        return {clean(k): clean(v) for k, v in value.items()}
-    return value
+    return clean_tree(value, _storable)
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)

@@ -6,11 +6,11 @@ Create Date: 2026-11-25 15:24:04.848362
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-import socialcrm.models
+from alembic import op
 
+import socialcrm.models
 
 revision: str = '0001'
 down_revision: Union[str, None] = None
