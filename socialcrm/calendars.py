@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-UTC = timezone.utc
 #: A calendar with no open hours at all would make a deadline search run forever.
 MAX_SEARCH_DAYS = 3 * 366
 
@@ -65,7 +65,7 @@ def _check_day(day: int, given: Sequence[Interval]) -> None:
     for s, e in ivs:
         if _minutes(s) >= _minutes(e):
             raise ValueError(f"opening {s}-{e} must end after it starts; split a night shift over two days")
-    for (_, e1), (s2, _) in zip(ivs, ivs[1:]):
+    for (_, e1), (s2, _) in pairwise(ivs):
         if _minutes(s2) < _minutes(e1):
             raise ValueError(f"overlapping opening hours on weekday {day}")
 
@@ -185,7 +185,7 @@ def easter_sunday(year: int) -> date:
     g = (8 * b + 13) // 25
     h = (19 * a + b - d - g + 15) % 30
     i, k = c // 4, c % 4
-    l = (32 + 2 * e + 2 * i - h - k) % 7  # noqa: E741 - the algorithm's own name
+    l = (32 + 2 * e + 2 * i - h - k) % 7  # the algorithm's own names
     m = (a + 11 * h + 19 * l) // 433
     month = (h + l - 7 * m + 90) // 25
     return date(year, month, (h + l - 7 * m + 33 * month + 19) % 32)

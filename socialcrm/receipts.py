@@ -111,10 +111,16 @@ class Pipeline:
             self._idle.set()
 
     async def _store_loop(self) -> None:
-        """The one writer of the fast path: each batch is stored, ingested and routed in ONE
-        transaction (one commit, no lock hand-offs between writers) and then acknowledged."""
+        """SQLite: the one writer. Each batch is stored, ingested and routed in ONE transaction on
+        a thread-side connection (one commit, no lock hand-offs between writers), then acknowledged.
+        PostgreSQL: store, acknowledge, and ingest in the parallel ingest loop."""
         while True:
             batch = await _drain(self._store_q)
+            if self.sync_engine is None:
+                # PostgreSQL takes concurrent writers well and each statement is a round trip:
+                # acknowledge once stored, and let the ingest loop work in parallel.
+                await self._store_for_later(batch)
+                continue
             fast = [d for d in batch if not _needs_fetch(d)]
             later = [d for d in batch if _needs_fetch(d)]
             try:
@@ -144,10 +150,13 @@ class Pipeline:
             return _write_batch(conn, prepared, later, now)
 
     async def _insert_pending(self, conn: AsyncConnection, batch: Sequence[Delivery], now: Any) -> None:
-        """Receipts to be ingested by the slow path; one by one so each knows its id (rare)."""
-        for d in batch:
-            d.receipt_id = (await conn.execute(receipt_t.insert().values(**_receipt_row(d, now, "pending"))
-                                               .returning(receipt_t.c.id))).scalar_one()
+        """Receipts for the store-first path, each told its id."""
+        if not batch:
+            return
+        result = await conn.execute(receipt_t.insert().returning(receipt_t.c.id, sort_by_parameter_order=True),
+                                    [_receipt_row(d, now, "pending") for d in batch])
+        for d, receipt_id in zip(batch, result.scalars().all()):
+            d.receipt_id = receipt_id
 
     async def _store_for_later(self, batch: Sequence[Delivery]) -> None:
         """Fallback: store the raw deliveries alone, acknowledge, and ingest them one by one."""

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pytest
 
-from socialcrm.calendars import (BusinessCalendar, add_business_time, business_seconds_between, closing_time,
-                                 easter_sunday, is_open, next_opening, norwegian_holidays, open_intervals,
-                                 swedish_holidays, weekdays)
+from socialcrm.calendars import (
+    BusinessCalendar,
+    add_business_time,
+    business_seconds_between,
+    closing_time,
+    easter_sunday,
+    is_open,
+    next_opening,
+    norwegian_holidays,
+    open_intervals,
+    swedish_holidays,
+    weekdays,
+)
 
-UTC = timezone.utc
 OSLO = ZoneInfo("Europe/Oslo")
 HOUR = 3600.0
 OFFICE = BusinessCalendar(hours=weekdays("08:00", "16:00"))
@@ -53,6 +62,11 @@ def test_weekday_holiday_ascension_closes_a_weekday_office() -> None:
     assert not is_open(cal, oslo(2026, 5, 14, 10))
     assert is_open(OFFICE, oslo(2026, 5, 14, 10))
     assert add_business_time(cal, oslo(2026, 5, 13, 15), 2 * HOUR) == oslo(2026, 5, 15, 9)
+
+
+def test_a_deadline_can_fall_exactly_on_closing_time() -> None:
+    assert add_business_time(OFFICE, oslo(2026, 11, 23, 15), HOUR) == oslo(2026, 11, 23, 16)
+    assert add_business_time(OFFICE, oslo(2026, 11, 23, 15), HOUR + 1) == oslo(2026, 11, 24, 8, 0) + timedelta(seconds=1)
 
 
 def test_is_open_intervals_are_half_open() -> None:
@@ -210,7 +224,7 @@ def test_bad_hours_are_refused(hours: dict) -> None:
 
 
 def test_bad_zone_and_naive_times_are_refused() -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(ZoneInfoNotFoundError):
         BusinessCalendar(tz="Europe/Olso")
     with pytest.raises(ValueError):
         business_seconds_between(OFFICE, datetime(2026, 11, 23, 9), datetime(2026, 11, 23, 10))

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from socialcrm.calendars import BusinessCalendar, weekdays
-from socialcrm.metrics import (Event, SlaPolicy, at_risk, breached_open, by_agent, by_attr, by_visibility,
-                               event_from_row, events_from_rows, fcr_outcome, first_contact_resolution, median,
-                               next_due, percentile, summarize, timeline, used_seconds)
+from socialcrm.metrics import (
+    Event,
+    SlaPolicy,
+    at_risk,
+    breached_open,
+    event_from_row,
+    events_from_rows,
+    next_due,
+    timeline,
+    used_seconds,
+)
+from socialcrm.sla_figures import (
+    by_agent,
+    by_attr,
+    by_visibility,
+    fcr_outcome,
+    first_contact_resolution,
+    median,
+    percentile,
+    summarize,
+)
 from socialcrm.models import ConversationEvent
 
-UTC = timezone.utc
 OSLO = ZoneInfo("Europe/Oslo")
 OFFICE = BusinessCalendar(hours=weekdays("08:00", "17:00"))
 ALWAYS = BusinessCalendar(always_open=True)
