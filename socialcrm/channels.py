@@ -143,3 +143,51 @@ async def set_status(engine: AsyncEngine, channel_id: int, status: str, reason: 
     async with engine.begin() as conn:
         await conn.execute(channel_t.update().where(channel_t.c.id == channel_id)
                            .values(status=status, status_reason=reason))
+
+
+async def add_channel_from_cli(settings: Settings, connector: str, name: str, team: str, pairs: list[str],
+                               poll: bool) -> tuple[int, str]:
+    """The CLI's way to connect an account until admins do it in the UI: test, then store.
+    Secrets never come from argv (ps, shell history): SOCIALCRM_SECRET_<KEY> or a prompt."""
+    import getpass
+    import os
+
+    from pydantic import ValidationError
+
+    from socialcrm.db import make_engine
+    from socialcrm.errors import SendError
+    from socialcrm.users import ensure_team
+
+    registry = Registry.from_entry_points()
+    if connector not in registry:
+        raise ValueError(f"no connector {connector!r}; known: {', '.join(registry.keys())}")
+    cls = registry.get(connector)
+    values: dict[str, Any] = dict(p.split("=", 1) for p in pairs if "=" in p)
+    for key in secret_fields(cls.Settings):
+        from_env = os.environ.get(f"SOCIALCRM_SECRET_{key.upper()}")
+        if from_env:
+            values[key] = from_env
+        elif cls.Settings.model_fields[key].is_required():
+            values[key] = getpass.getpass(f"{key}: ")
+    try:
+        cls.Settings.model_validate(values)
+    except ValidationError as exc:
+        raise ValueError("bad settings: " + ", ".join(".".join(map(str, e["loc"])) + " " + e["msg"]
+                                                    for e in exc.errors())) from None
+    async with httpx.AsyncClient(timeout=15) as http:
+        try:
+            await cls.from_settings(values, http).check()
+        except SendError as exc:
+            raise ValueError(f"the platform refused the credentials: {exc}") from None
+    engine = make_engine(settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            team_id = await ensure_team(conn, team)
+        channel_id = await create_channel(engine, registry, Vault.from_settings(settings), connector=connector,
+                                          name=name, team_id=team_id, settings=values,
+                                          **({"poll_enabled": True} if poll else {}))
+    except sa.exc.IntegrityError:
+        raise ValueError("this platform account is already connected") from None
+    finally:
+        await engine.dispose()
+    return channel_id, f"{settings.public_url.rstrip('/')}/webhooks/{connector}/{channel_id}"

@@ -29,6 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     user.add_argument("--team", action="append", default=[], help="team name (repeatable)")
     user.add_argument("--display-name", default="")
     user.set_defaults(func=cmd_create_user)
+    channel = sub.add_parser("add-channel", help="connect a platform account (secrets from env or a prompt)")
+    channel.add_argument("connector")
+    channel.add_argument("--name", required=True)
+    channel.add_argument("--team", required=True, help="the team that answers this channel")
+    channel.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                         help="a non-secret setting (repeatable); secrets: SOCIALCRM_SECRET_<KEY> or a prompt")
+    channel.add_argument("--poll", action="store_true", help="also fetch events by polling")
+    channel.set_defaults(func=cmd_add_channel)
     demo = sub.add_parser("demo", help="demo data, the server and a simulated platform that keeps writing")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--platform-port", type=int, default=8090)
@@ -97,6 +105,19 @@ def cmd_create_user(args: argparse.Namespace) -> int:
         print(f"create-user: {exc}", file=sys.stderr)
         return 2
     print(f"created {args.role} {args.username}")
+    return 0
+
+
+def cmd_add_channel(args: argparse.Namespace) -> int:
+    from socialcrm.channels import add_channel_from_cli
+
+    try:
+        channel_id, url = asyncio.run(add_channel_from_cli(Settings(), args.connector, args.name, args.team,
+                                                           args.setting, args.poll))
+    except ValueError as exc:
+        print(f"add-channel: {exc}", file=sys.stderr)
+        return 2
+    print(f"channel {channel_id} connected; webhook URL: {url}")
     return 0
 
 
