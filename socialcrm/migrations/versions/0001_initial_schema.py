@@ -258,6 +258,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
 
     # ### end Alembic commands ###
+    # PostgreSQL estimates "open AND assigned to X" as if the two were independent and then
+    # seq-scans the inbox; multivariate statistics give it the real (correlated) counts.
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("CREATE STATISTICS st_conversation_assignee_status (mcv) ON assignee_id, status FROM conversation")
+        op.execute("CREATE STATISTICS st_conversation_team_status (mcv) ON team_id, status FROM conversation")
 
 
 def downgrade() -> None:
