@@ -23,6 +23,16 @@ def preview(text: str) -> str:
     return line[:PREVIEW_CHARS]
 
 
+#: In JSON a lone surrogate or a NUL can only arrive as a \\uD8xx–\\uDFxx or \\u0000 escape
+#: (raw bytes must be valid UTF-8): a body without one needs no cleaning at all.
+_RISKY_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+
+
+def needs_cleaning(body: bytes) -> bool:
+    """Cheap pre-check on the raw body, so the hot path skips walking the decoded tree."""
+    return _RISKY_ESCAPE.search(body) is not None
+
+
 def clean_tree(value: Any, fix: Callable[[str], str] = clean_text) -> Any:
     """Every string of a decoded JSON tree (keys too) made storable; connectors keep `raw` with it."""
     if isinstance(value, str):

@@ -252,3 +252,12 @@ async def test_answering_our_reply_continues_the_conversation_where_threads_are_
         assert set(convs) == {"A#kari", "R#ola"}        # kari's whole exchange is one conversation
         kari = [m.external_id for m in await rows(core.engine, msg_t, msg_t.c.conversation_id == convs["A#kari"])]
         assert kari == ["A", "R", "B", "C"]
+
+
+def test_the_raw_body_precheck_finds_every_escape_that_can_carry_unstorable_text():
+    from socialcrm.text import needs_cleaning
+
+    assert not needs_cleaning(b'{"text": "Hei p\\u00e5 deg \xc3\xa6"}')      # plain non-ASCII: nothing to clean
+    assert needs_cleaning(b'{"text": "\\ud800"}') and needs_cleaning(b'{"text": "\\uDFFF"}')
+    assert needs_cleaning(b'{"text": "a\\u0000b"}')
+    assert needs_cleaning(b'{"text": "\\ud83d\\ude00"}')                  # a valid pair is checked too

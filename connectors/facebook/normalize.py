@@ -14,6 +14,7 @@ from typing import Any
 
 from connectors.meta_common import clean_json, parse_json_object
 from socialcrm.connector import MalformedPayload, NormalizedEvent, UnsupportedEvent
+from socialcrm.text import needs_cleaning
 
 from . import feed, messenger
 from .fields import Entry, Item
@@ -42,7 +43,8 @@ POST_ITEMS = frozenset({"status", "post", "photo", "video"})
 
 def parse_body(body: bytes) -> list[NormalizedEvent]:
     """Every event of a delivery; MalformedPayload / UnsupportedEvent when there is none to give."""
-    data = clean_json(parse_json_object(body, "page"))
+    data = parse_json_object(body, "page")
+    data = clean_json(data) if needs_cleaning(body) else data
     events: list[NormalizedEvent] = []
     problems: list[str] = []
     types: list[str] = []

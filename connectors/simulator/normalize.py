@@ -21,7 +21,7 @@ from socialcrm.connector import (
     NormalizedEvent,
     UnsupportedEvent,
 )
-from socialcrm.text import clean_tree, one_line
+from socialcrm.text import clean_tree, needs_cleaning, one_line
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Lone surrogates (a JSON "\ud800" escape) cannot be encoded as UTF-8 and NUL breaks
@@ -34,7 +34,8 @@ Item = dict[str, Any]
 def parse_body(body: bytes) -> tuple[str, list[Item]]:
     """Check the envelope `{"account_id", "events": [...]}`; MalformedPayload names what is wrong."""
     try:
-        data = clean(json.loads(body))
+        data = json.loads(body)
+        data = clean(data) if needs_cleaning(body) else data
     except (ValueError, RecursionError) as exc:
         raise MalformedPayload(f"body is not JSON: {one_line(exc)}") from exc
     if not isinstance(data, dict):

@@ -22,6 +22,7 @@ from socialcrm.connector import (
     NormalizedEvent,
     UnsupportedEvent,
 )
+from socialcrm.text import needs_cleaning
 
 from .api import PLAIN_WORDS
 from .messages import EVENT_PARSERS, Context, build_time, parse_unsupported, require_str
@@ -44,7 +45,8 @@ class Outcome:
 
 def parse_body(body: bytes) -> list[NormalizedEvent]:
     """Every event of a delivery, or MalformedPayload / UnsupportedEvent when there is none."""
-    data = clean_json(parse_json_object(body, OBJECT))  # lone surrogates, NUL -> U+FFFD
+    data = parse_json_object(body, OBJECT)
+    data = clean_json(data) if needs_cleaning(body) else data  # lone surrogates, NUL -> U+FFFD
     outcome = Outcome()
     for where, value in changes(data["entry"], outcome):
         parse_value(value, where, outcome)
