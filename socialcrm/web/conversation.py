@@ -49,7 +49,9 @@ def assignment_line(detail: queries.ConversationDetail, viewer: Viewer) -> str:
 
 async def _thread_context(request: web.Request, detail: queries.ConversationDetail, viewer: Viewer) -> dict[str, Any]:
     channel = await request.app[CORE].channels.get(detail.conversation.channel_id)
-    moderation = sorted(channel.connector.capabilities.moderation) if channel else []
+    # Least destructive first: nothing is preselected, and "delete" comes last.
+    order = {"hide": 0, "unhide": 1, "delete": 2}
+    moderation = sorted(channel.connector.capabilities.moderation, key=lambda a: order.get(a, 9)) if channel else []
     return {"detail": detail, "conv": detail.conversation, "assignment": assignment_line(detail, viewer),
             "moderation_actions": moderation}
 
