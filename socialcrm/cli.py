@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--platform-port", type=int, default=8090)
     demo.add_argument("--interval", type=float, default=3.0, help="seconds between simulated events")
     demo.set_defaults(func=cmd_demo)
+    sub.add_parser("check", help="database, migrations, each channel's credentials and webhook; "
+                   "exits 1 when something needs attention").set_defaults(func=cmd_check)
+    sub.add_parser("rotate-key", help="re-encrypt channel secrets under a new key (stop the server first, "
+                   "restart it after)").set_defaults(func=cmd_rotate_key)
     from socialcrm.cli_tools import add_commands
 
     add_commands(sub)
@@ -50,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Plain text by default; SOCIALCRM_LOG_FORMAT=json for log shippers. Both are redacted."""
+    from socialcrm.logs import configure_json_logging, configure_text_logging
+
+    if settings.log_format.lower() == "json":
+        configure_json_logging(settings.log_level)
+    else:
+        configure_text_logging(settings.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # request lines can carry tokens in URLs
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
@@ -118,6 +128,35 @@ def cmd_add_channel(args: argparse.Namespace) -> int:
         print(f"add-channel: {exc}", file=sys.stderr)
         return 2
     print(f"channel {channel_id} connected; webhook URL: {url}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """One line per finding; exit 1 when any needs attention, so cron or a deploy can act on it."""
+    from socialcrm.checks import check_from_settings, needs_attention
+
+    findings = asyncio.run(check_from_settings(Settings()))
+    for finding in findings:
+        print(finding.line())
+    return 1 if needs_attention(findings) else 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    """The new key is printed only when it lives in SOCIALCRM_SECRET_KEY (the operator must set it)."""
+    from socialcrm.keys import rotate_from_settings
+
+    def announce(new_key: str) -> None:
+        print("Put this key FIRST in SOCIALCRM_SECRET_KEY, keeping the current keys after it "
+              "(comma-separated), then restart the server:")
+        print(new_key, flush=True)
+
+    try:
+        done = asyncio.run(rotate_from_settings(Settings(), announce))
+    except FileNotFoundError as exc:
+        print(f"rotate-key: {exc}", file=sys.stderr)
+        return 2
+    where = f"the key file {done.key_file} (old keys kept after it)" if done.key_file else "the printed key"
+    print(f"re-encrypted the secrets of {done.channels} channel(s) with {where}; restart the server")
     return 0
 
 

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = 60.0
     run_scheduler: bool = True
     log_level: str = "INFO"
+    #: "text" (the default, for people) or "json" (one object per line, for log shippers).
+    log_format: str = "text"
+    #: Bearer token Prometheus sends to /metrics; without one /metrics is off (404).
+    metrics_token: SecretStr | None = None
     extra_connectors: list[str] = Field(default_factory=list)
 
 

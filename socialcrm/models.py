@@ -272,4 +272,30 @@ class OutboxEntry(SQLModel, table=True):
     sent_at: datetime | None = ts()
 
 
+# -- administration -----------------------------------------------------------------------
+
+class AuditEntry(SQLModel, table=True):
+    """Who changed what, when, with the values before and after; append-only."""
+
+    __table_args__ = (sa.Index("ix_audit_actor", "actor_user_id", "id"),
+                      sa.Index("ix_audit_action", "action", "id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = created()
+    actor_user_id: int | None = Field(default=None, foreign_key="user.id")   # None: the system
+    action: str = Field(max_length=40)                      # user.create, user.role, password.reset, ...
+    target: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False, server_default=""))
+    before: dict | None = Field(default=None, sa_column=sa.Column(sa.JSON(), nullable=True))
+    after: dict | None = Field(default=None, sa_column=sa.Column(sa.JSON(), nullable=True))
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed sign-ins per username (known or not): one small row each, not a log to prune."""
+
+    username: str = Field(sa_column=sa.Column(sa.String(100), primary_key=True))
+    failures: int = 0
+    window_started_at: datetime = created()
+    locked_until: datetime | None = ts()
+
+
 metadata = SQLModel.metadata

@@ -28,13 +28,16 @@ def load_or_create_key(settings: Settings) -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(Fernet.generate_key())
-    return path.read_bytes().strip()
+    return path.read_bytes().split()[0].strip()  # the first line is the primary key
 
 
 def _all_keys(settings: Settings) -> list[bytes]:
     if settings.secret_key is not None:
         return [k.strip().encode() for k in settings.secret_key.get_secret_value().split(",") if k.strip()]
-    return [load_or_create_key(settings)]
+    load_or_create_key(settings)
+    # After `socialcrm rotate-key` the file holds the new key first and the old ones after it,
+    # so a rotation that died half-way can still read what the old key wrote.
+    return [k.strip() for k in (Path(settings.data_dir) / KEY_FILE).read_bytes().splitlines() if k.strip()]
 
 
 class Vault:

@@ -15,7 +15,16 @@ from aiohttp import web
 
 import socialcrm
 from socialcrm.config import Settings
-from socialcrm.web import auth, conversation, inbox, live
+from socialcrm.logs import request_id_middleware
+from socialcrm.web import (
+    admin_channels,
+    admin_users,
+    auth,
+    conversation,
+    inbox,
+    live,
+    ops,
+)
 from socialcrm.web.csrf import csrf_middleware
 from socialcrm.web.keys import CORE, OWNS_CORE, SETTINGS, STREAMS
 from socialcrm.web.middleware import error_middleware, security_headers
@@ -37,7 +46,8 @@ def asset_folder(name: str) -> Path:
 def create_app(settings: Settings, core: Core | None = None) -> web.Application:
     app = web.Application(
         client_max_size=settings.webhook_max_bytes,
-        middlewares=[auth.session_setup(settings), error_middleware, csrf_middleware, auth.auth_middleware],
+        middlewares=[request_id_middleware, auth.session_setup(settings), error_middleware, csrf_middleware,
+                     auth.auth_middleware],
     )
     app[SETTINGS] = settings
     app[STREAMS] = set()
@@ -57,6 +67,9 @@ def _add_routes(app: web.Application) -> None:
     app.router.add_routes(inbox.routes)
     app.router.add_routes(conversation.routes)
     app.router.add_routes(live.routes)
+    app.router.add_routes(ops.routes)
+    app.router.add_routes(admin_channels.routes)
+    app.router.add_routes(admin_users.routes)
     app.router.add_static("/static/", asset_folder("static"), name="static")
     _webhook_routes(app)
 

@@ -17,7 +17,7 @@ from aiohttp_session import get_session, new_session, session_middleware
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
-from socialcrm import users, vault
+from socialcrm import throttle, users, vault
 from socialcrm.config import Settings
 from socialcrm.users import Viewer
 from socialcrm.web.csrf import SESSION_KEY as CSRF_SESSION_KEY
@@ -26,9 +26,12 @@ from socialcrm.web.render import render
 
 COOKIE_NAME = "socialcrm_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
-PUBLIC_PATHS = frozenset({"/login", "/healthz"})
+PUBLIC_PATHS = frozenset({"/login", "/healthz", "/readyz", "/metrics"})  # /metrics checks its own token
 PUBLIC_PREFIXES = ("/static/", "/webhooks/")
 LOGIN_FAILED = "Wrong username or password."
+#: The login throttle (policy and clock); tests put one with a fixed clock here.
+LOGIN_THROTTLE = web.AppKey("login_throttle", throttle.Throttle)
+DEFAULT_THROTTLE = throttle.Throttle()
 
 routes = web.RouteTableDef()
 
@@ -117,13 +120,28 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
-    user = await users.authenticate(request.app[CORE].engine, username, password)
     target = safe_next(str(form.get("next", "")))
+    engine, limiter = request.app[CORE].engine, request.app.get(LOGIN_THROTTLE, DEFAULT_THROTTLE)
+    if wait := await limiter.wait(engine, username):
+        return await _locked(request, target, username, wait)
+    user = await users.authenticate(engine, username, password)
     if user is None:
+        if wait := await limiter.failed(engine, username):
+            return await _locked(request, target, username, wait)
         context = {"next": target, "username": username, "error": LOGIN_FAILED}
         return await render(request, "login.html", context, status=401)
+    await limiter.succeeded(engine, username)
     await _start_session(request, user.id, user.session_epoch)
     raise web.HTTPSeeOther(target)
+
+
+async def _locked(request: web.Request, target: str, username: str, seconds: int) -> web.Response:
+    """429 with Retry-After, worded the same whether or not the username exists."""
+    error = f"Too many failed sign-ins for this username. Try again in {throttle.in_words(seconds)}."
+    context = {"next": target, "username": username, "error": error}
+    response = await render(request, "login.html", context, status=429)
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 async def _start_session(request: web.Request, user_id: int, epoch: int) -> None:

@@ -71,7 +71,7 @@ def test_new_webhook_message_appears_without_reload(watched: Watched, stack: Sta
     page.evaluate("window.__sameDocument = 'yes'")
     tag = f"live{int(time.time() * 1000)}"
     stack.deliver([stack.item("dm", f"Just arrived {tag}", author=f"live-{tag}", name="Live Customer")])
-    expect(page.locator("tr.queue-row", has_text=f"Just arrived {tag}")).to_be_visible(timeout=10_000)
+    expect(page.locator("tr.queue-row", has_text=f"Just arrived {tag}")).to_be_visible(timeout=20_000)
     assert page.evaluate("window.__sameDocument") == "yes", "the page was not reloaded"
     assert page.evaluate("typeof htmx") == "object"
     assert watched.csp_errors == []
