@@ -121,7 +121,7 @@ def _with_account(channels: dict[int, LoadedChannel], key: str, account_id: str)
 
 
 def _active(channels: dict[int, LoadedChannel], key: str) -> list[LoadedChannel]:
-    return [c for c in channels.values() if c.row.connector == key and c.row.status != "paused"]
+    return [c for c in channels.values() if c.row.connector == key and c.row.status not in ("paused", "removed")]
 
 
 async def create_channel(engine: AsyncEngine, registry: Registry, vault: Vault, *, connector: str, name: str,

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from socialcrm import models
+from socialcrm import health, models
 from socialcrm.config import Settings
 from socialcrm.connector import Connector
 from socialcrm.db import make_engine
@@ -27,6 +27,8 @@ from socialcrm.registry import Registry
 from socialcrm.vault import Vault
 
 channel_t = models.Channel.__table__
+#: Channels an admin stopped on purpose: not called, and their health is no warning.
+STOPPED = ("paused", "removed")
 #: Per platform call; a check that hangs is itself a finding ("cannot connect").
 CHECK_TIMEOUT = 15.0
 
@@ -88,14 +90,17 @@ def channel_subject(row: Any) -> str:
 
 async def check_channel(row: Any, registry: Registry, vault: Vault, http: httpx.AsyncClient) -> list[Finding]:
     subject = channel_subject(row)
-    if row.status == "paused":
-        return [Finding(subject, True, "paused: not checked")]
+    if row.status in STOPPED:
+        return [Finding(subject, True, f"{row.status}: not checked")]
     connector = load_connector(row, registry, vault, http)
     if isinstance(connector, str):
         return [Finding(subject, False, f"connector cannot load: {connector}")]
     findings = [await check_credentials(subject, connector)]
     if findings[0].ok and hasattr(connector, "webhook_info"):
         findings.append(await check_webhook(subject, connector, polled=row.poll_enabled))
+    if findings[0].ok:
+        access = await health.platform_access(connector)   # token expiry, webhook subscription
+        findings += [Finding(subject, False, w) for w in (access.warnings if access else [])]
     return findings
 
 
@@ -141,6 +146,19 @@ async def check_webhook(subject: str, connector: Any, polled: bool = False) -> F
     return Finding(subject, True, f"webhook: {pending} pending, no error")
 
 
+# -- health (the same warnings the admin pages show) -------------------------------------------
+
+async def health_warnings(engine: AsyncEngine) -> list[str]:
+    """"Channel X: ..." for each health warning of a channel that is not stopped on purpose.
+    One source for the admin pages' banner and for `socialcrm check`."""
+    found = await health.channel_health(engine)
+    return [f"Channel {h.name}: {w}" for h in found if h.status not in STOPPED for w in h.warnings]
+
+
+async def check_health(engine: AsyncEngine) -> list[Finding]:
+    return [Finding("health", False, line) for line in await health_warnings(engine)]
+
+
 async def run_all(engine: AsyncEngine, registry: Registry, vault: Vault, http: httpx.AsyncClient) -> list[Finding]:
     """Database first; channels whenever the database answers (even with an old schema, an
     admin wants to hear about a revoked token too)."""
@@ -148,9 +166,13 @@ async def run_all(engine: AsyncEngine, registry: Registry, vault: Vault, http: h
     if not findings[0].ok:
         return findings
     try:
-        return findings + await check_channels(engine, registry, vault, http)
+        findings += await check_channels(engine, registry, vault, http)
     except sa.exc.SQLAlchemyError as exc:
         return [*findings, Finding("channels", False, f"cannot be read ({type(exc).__name__})")]
+    try:
+        return findings + await check_health(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        return [*findings, Finding("health", False, f"cannot be read ({type(exc).__name__})")]
 
 
 async def check_from_settings(settings: Settings) -> list[Finding]:

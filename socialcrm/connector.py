@@ -224,6 +224,14 @@ class Connector:
         """Test the credentials; raise AuthFailed or TransientError. Default: nothing to test."""
         return None
 
+    async def platform_health(self) -> dict[str, Any]:
+        """What the platform says about this channel's access: token expiry, subscription.
+
+        Optional keys: "token_valid" (bool), "token_expires_at" (aware datetime, None: never),
+        "scopes" (list), "subscribed" (bool, None: not known), "subscribed_fields" (list).
+        Raises the SendError tree like any call. Default: the platform says nothing ({})."""
+        return {}
+
     async def moderate(self, action: str, external_id: str) -> None:
         """Hide, unhide or delete a public item on the platform (declared in capabilities.moderation)."""
         raise PermanentError(f"{self.display_name} does not support {action}")

@@ -90,11 +90,15 @@ class Channel(SQLModel, table=True):
     #: Non-secret settings in clear; secret ones (SecretStr fields) live Fernet-encrypted below.
     settings: dict = json_col({})
     secrets_encrypted: str = ""
-    status: str = Field(default="active", max_length=20)   # active | paused | needs_reauth | failing
+    status: str = Field(default="active", max_length=20)   # active | paused | needs_reauth | failing | removed
     status_reason: str = ""
     sla_public_minutes: int | None = None
     sla_private_minutes: int | None = None
     auto_assign: bool = True
+    #: Whether customers get a satisfaction survey (stored only; the survey itself is another issue).
+    csat_enabled: bool = False
+    #: Appended to public replies on its own line; "{agent}" becomes the replying agent's name.
+    reply_signature: str = ""
     #: Fetch events with the connector's poll() (for platforms without webhooks, or as a backstop).
     poll_enabled: bool = False
     last_event_at: datetime | None = ts()

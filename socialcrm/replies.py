@@ -27,6 +27,7 @@ conversation_t = models.Conversation.__table__
 identity_t = models.Identity.__table__
 message_t = models.Message.__table__
 outbox_t = models.OutboxEntry.__table__
+user_t = models.User.__table__
 
 
 class ReplyRejected(Exception):
@@ -46,6 +47,8 @@ class ComposerInfo:
     can_reply_privately: bool = False
     #: Outside the window where only templates may go: the ones this channel may send.
     templates: tuple[dict[str, Any], ...] = ()
+    #: What is added under a public reply (the channel's signature, the agent's name filled in).
+    signature: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,25 @@ def check_text(channel: LoadedChannel, public: bool, text: str) -> None:
                             f"{length} of at most {limit} characters.")
 
 
+def signed(channel: LoadedChannel, public: bool, text: str, agent: str) -> str:
+    """A public reply gets the channel's signature on its own line, "{agent}" filled in;
+    a private one never does."""
+    signature = signature_for(channel, public, agent)
+    return f"{text}\n{signature}" if signature else text
+
+
+def signature_for(channel: LoadedChannel, public: bool, agent: str) -> str:
+    template = (channel.row.reply_signature or "").strip()
+    return template.replace("{agent}", agent) if public and template else ""
+
+
+async def _agent_name(core: Core, user_id: int) -> str:
+    async with core.engine.connect() as conn:
+        row = (await conn.execute(sa.select(user_t.c.display_name, user_t.c.username)
+                                  .where(user_t.c.id == user_id))).first()
+    return (row.display_name or row.username) if row else ""
+
+
 def check_reachable(channel: LoadedChannel, conv: Any, public: bool) -> None:
     if not public and conv.customer_unreachable:
         raise ReplyRejected(f"The customer has blocked us on {channel.connector.display_name}; "
@@ -95,6 +117,8 @@ def check_channel(channel: LoadedChannel, public: bool) -> None:
         raise ReplyRejected(f"This {name} channel needs re-authorisation by an admin; nothing can be sent until then.")
     if channel.row.status == "paused":
         raise ReplyRejected(f"This {name} channel is paused by an admin.")
+    if channel.row.status == "removed":
+        raise ReplyRejected(f"This {name} channel has been removed by an admin; its history stays readable.")
     if public and not caps.public_replies:
         raise ReplyRejected(f"{name} does not allow public replies from us.")
     if not public and not caps.private_replies:
@@ -145,8 +169,10 @@ async def _load(core: Core, conversation_id: int) -> tuple[Any, LoadedChannel]:
     return conv, channel
 
 
-async def composer_info(core: Core, conversation_id: int) -> ComposerInfo:
+async def composer_info(core: Core, conversation_id: int, agent: str = "") -> ComposerInfo:
+    """`agent`: the viewer's display name, for the signature shown (else a placeholder)."""
     conv, channel = await _load(core, conversation_id)
+    signature = signature_for(channel, conv.public, agent or "(your name)")
     now = utcnow()
     w = window(channel, conv.last_customer_message_at, now) if not conv.public else Window("none", None)
     limit = channel.connector.capabilities.max_length(conv.public)
@@ -158,9 +184,9 @@ async def composer_info(core: Core, conversation_id: int) -> ComposerInfo:
         check_window(channel, w, template=None)
     except ReplyRejected as exc:
         return ComposerInfo(limit, conv.public, w.closes_at, False, str(exc), can_reply_privately=private_ok,
-                            templates=templates)
+                            templates=templates, signature=signature)
     return ComposerInfo(limit, conv.public, w.closes_at, True, note=window_note(channel, w),
-                        can_reply_privately=private_ok)
+                        can_reply_privately=private_ok, signature=signature)
 
 
 async def _can_reply_privately(core: Core, channel: LoadedChannel, conv: Any, now: datetime) -> bool:
@@ -209,6 +235,8 @@ async def compose(core: Core, conversation_id: int, user_id: int, text: str, *, 
     if template:
         text = check_template(channel, template)
     else:
+        # Signed before the length check: the limit counts what the customer will see.
+        text = signed(channel, public, text, await _agent_name(core, user_id)) if text.strip() else text
         check_text(channel, public, text)
     payload = {"extra": {"in_reply_to_kind": await _kind_of(core, conv.channel_id, conv.reply_to_external_id)},
                "text": text, "public": public, "thread_external_id": conv.thread_external_id,

@@ -178,3 +178,38 @@ async def test_paused_channels_are_not_called(engine) -> None:
 async def test_database_findings_on_a_fresh_schema(engine) -> None:
     findings = await check_database(engine)
     assert [(f.subject, f.ok) for f in findings] == [("database", True), ("migrations", False)]
+
+
+def test_health_warnings_are_printed_and_exit_1(monkeypatch, tmp_path, capsys) -> None:
+    """The credentials are accepted now, but the channel is marked for re-authorisation: the same
+    warning the admin pages show makes `socialcrm check` fail."""
+    url = make_database(tmp_path)
+
+    async def mark() -> None:
+        engine = make_engine(url)
+        async with engine.begin() as conn:
+            await conn.execute(models.Channel.__table__.update().values(status="needs_reauth",
+                                                                       status_reason="token revoked"))
+        await engine.dispose()
+
+    asyncio.run(mark())
+    code, route = run_check(monkeypatch, url, httpx.Response(200, json={"id": "brand"}))
+    out = capsys.readouterr().out
+    assert code == 1 and route.called
+    assert "FAIL health: Channel Sim brand: Needs re-authorisation: token revoked" in out
+
+
+async def test_stopped_channels_give_no_health_warnings(engine) -> None:
+    from socialcrm.checks import health_warnings
+
+    await add_channel(engine)
+    async with engine.begin() as conn:
+        await conn.execute(models.Channel.__table__.update().values(status="needs_reauth"))
+    assert [w.split(":")[0] for w in await health_warnings(engine)] == ["Channel Sim brand"]
+    for status in ("paused", "removed"):
+        async with engine.begin() as conn:
+            await conn.execute(models.Channel.__table__.update().values(status=status))
+        assert await health_warnings(engine) == []
+        with respx.mock:   # not called either
+            lines = await findings_for(engine, Registry([SimulatorConnector]))
+        assert lines[0].endswith(f"{status}: not checked")

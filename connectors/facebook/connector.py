@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr
 
 from connectors.meta_common import GraphAPI, handshake, verify_signature
-from connectors.meta_common.graph import CURRENT_VERSION
+from connectors.meta_common.graph import CURRENT_VERSION, platform_health
 from socialcrm.connector import (
     AuthFailed,
     Capabilities,
@@ -111,6 +112,10 @@ class FacebookConnector(Connector):
         me = await self._graph().get("me", fields=api.ME_FIELDS)
         if not isinstance(me, dict) or me.get("id") != self.settings.page_id:
             raise AuthFailed("The access token is not a token of this Page: use the Page's own access token.")
+
+    async def platform_health(self) -> dict[str, Any]:
+        """Token validity and expiry (debug_token); whether our app gets this Page's webhooks."""
+        return await platform_health(self._graph(), f"{self.settings.page_id}/subscribed_apps")
 
     async def moderate(self, action: str, external_id: str) -> None:
         if action not in self.capabilities.moderation:

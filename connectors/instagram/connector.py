@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr
 
-from connectors.meta_common import handshake, verify_signature
+from connectors.meta_common import GraphAPI, handshake, verify_signature
+from connectors.meta_common.graph import platform_health
 from socialcrm.connector import (
     Capabilities,
     Connector,
@@ -116,6 +117,12 @@ class InstagramConnector(Connector):
     async def check(self) -> None:
         await self._graph().call("GET", path(api.USER_PATH, ig_user_id=self.settings.ig_user_id),
                                  params={"fields": "id,username"})
+
+    async def platform_health(self) -> dict[str, Any]:
+        """Token validity and expiry; the subscription is asked of the linked Page, when configured."""
+        s = self.settings
+        graph = GraphAPI(self.http, s.api_base_url, s.api_version, s.access_token.get_secret_value(), api.PLATFORM)
+        return await platform_health(graph, f"{s.page_id}/subscribed_apps" if s.page_id else None)
 
     async def moderate(self, action: str, external_id: str) -> None:
         comment = path(api.COMMENT_PATH, comment_id=external_id)

@@ -9,6 +9,7 @@ proxy log or an exception's repr.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -89,6 +90,47 @@ class GraphAPI:
 
     async def delete(self, path: str) -> Any:
         return await self.request("DELETE", path)
+
+
+async def platform_health(graph: GraphAPI, subscribed_path: str | None) -> dict[str, Any]:
+    """What Meta says about this channel's access: the token (`GET /debug_token`) and, when there is
+    a node to ask (`{page-id}` or `{waba-id}`), whether our app gets its webhooks (`subscribed_apps`).
+
+    {"token_valid", "token_expires_at" (None: never), "scopes", "app_id", "subscribed" (None: not
+    asked), "subscribed_fields"}. Errors are raised as the SendError tree (190 -> AuthFailed).
+    """
+    answer = await graph.get("debug_token", input_token=graph.token)
+    data = answer.get("data") if isinstance(answer, dict) else None
+    data = data if isinstance(data, dict) else {}
+    expires = _int(data.get("expires_at"))
+    app_id = str(data["app_id"]) if data.get("app_id") else None
+    found: dict[str, Any] = {
+        "token_valid": data.get("is_valid") is True,
+        "token_expires_at": datetime.fromtimestamp(expires, UTC) if expires else None,   # 0: never
+        "scopes": [str(s) for s in data.get("scopes") or [] if isinstance(s, str)],
+        "app_id": app_id,
+        "subscribed": None,
+        "subscribed_fields": [],
+    }
+    if subscribed_path is None or not found["token_valid"]:
+        return found
+    apps = await graph.get(subscribed_path)
+    rows = apps.get("data") if isinstance(apps, dict) else None
+    ours = [app for app in _subscribed_apps(rows) if app_id is None or str(app.get("id")) == app_id]
+    found["subscribed"] = bool(ours)
+    found["subscribed_fields"] = sorted({str(f) for app in ours for f in app.get("subscribed_fields") or []})
+    return found
+
+
+def _subscribed_apps(rows: Any) -> list[dict[str, Any]]:
+    """Page edge rows are the app itself ({"id", "name", "subscribed_fields"}); WABA rows wrap it
+    in "whatsapp_business_api_data"."""
+    apps = []
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict):
+            inner = row.get("whatsapp_business_api_data")
+            apps.append(inner if isinstance(inner, dict) else row)
+    return apps
 
 
 def raise_for_graph_error(response: httpx.Response, platform: str = "Meta") -> None:

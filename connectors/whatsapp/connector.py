@@ -8,7 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from connectors.meta_common import handshake, verify_signature
+from connectors.meta_common import GraphAPI, handshake, verify_signature
+from connectors.meta_common.graph import platform_health
 from socialcrm.connector import (
     Capabilities,
     Connector,
@@ -111,6 +112,13 @@ class WhatsAppConnector(Connector):
     async def check(self) -> None:
         """The token can read this phone number (GET /{phone-number-id})."""
         await self._call("GET", api.PHONE_NUMBER_PATH)
+
+    async def platform_health(self) -> dict[str, Any]:
+        """Token validity and expiry; the WABA's subscribed apps when `business_account_id` is set."""
+        s = self.settings
+        graph = GraphAPI(self.http, s.api_base_url, s.api_version, s.access_token.get_secret_value(), api.PLATFORM)
+        waba = s.business_account_id
+        return await platform_health(graph, f"{waba}/subscribed_apps" if waba else None)
 
     def _template(self, template: dict[str, Any] | None) -> tuple[str, str, list[str]]:
         """The chosen template, checked against the channel's approved list before Meta sees it."""

@@ -9,21 +9,26 @@ Every route is for admins only. A form is generated from the connector's own pyd
 from __future__ import annotations
 
 import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import aiohttp_jinja2
 import sqlalchemy as sa
 from aiohttp import web
 from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 
-from socialcrm import channels, health, models
+from socialcrm import audit, channels, checks, health, models
 from socialcrm.connector import Connector
 from socialcrm.errors import AuthFailed, PermanentError, SendError, TransientError
 from socialcrm.web.auth import require_role
-from socialcrm.web.keys import CORE
+from socialcrm.web.keys import CORE, VIEWER
 from socialcrm.web.render import render
+
+if TYPE_CHECKING:
+    from socialcrm.core import Core
 
 routes = web.RouteTableDef()
 
@@ -36,6 +41,11 @@ MASK_MIN_LENGTH = 12
 REFUSED = "The platform refused these credentials"
 UNREACHABLE = "Could not reach the platform"
 DUPLICATE = "This account is already connected"
+#: The per-channel settings an admin edits (and the audit log records before/after).
+SETTING_FIELDS = ("team_id", "sla_public_minutes", "sla_private_minutes", "auto_assign", "csat_enabled",
+                  "reply_signature")
+SLA_MAX_MINUTES = 60 * 24 * 30
+SIGNATURE_MAX = 200
 
 
 def _admin(request: web.Request) -> None:
@@ -147,7 +157,12 @@ async def _receipts(request: web.Request, status: str) -> list[Any]:
 @routes.get("/admin/channels", name="admin-channels")
 async def channel_list(request: web.Request) -> web.StreamResponse:
     _admin(request)
-    return await render(request, "admin/channels.html", {"channels": await _channel_rows(request)})
+    show_removed = request.query.get("show") == "removed"
+    rows = await _channel_rows(request)
+    shown = rows if show_removed else [r for r in rows if r.status != "removed"]
+    context = {"channels": shown, "show_removed": show_removed,
+               "removed_count": sum(r.status == "removed" for r in rows)}
+    return await render(request, "admin/channels.html", context)
 
 
 def _connector_class(request: web.Request, key: str) -> type[Connector] | None:
@@ -225,7 +240,8 @@ async def _store(request: web.Request, cls: type[Connector], name: str, team_id:
 
 # -- one channel --------------------------------------------------------------------------------
 
-async def _channel_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+async def _channel_page(request: web.Request, *, error: str = "", status: int = 200,
+                        form: dict[str, Any] | None = None) -> web.Response:
     row = await _channel_row(request)
     core = request.app[CORE]
     cls = _connector_class(request, row.connector)
@@ -233,7 +249,9 @@ async def _channel_page(request: web.Request, *, error: str = "", status: int = 
     context = {"channel": row, "cls": cls, "webhook_url": webhook_url(request, row.connector, row.id),
                "settings": row.settings, "secrets": secrets, "readme": readme_of(cls) if cls else None,
                "can_register": cls is not None and hasattr(cls, "set_webhook"), "error": error,
-               "registered": request.query.get("registered") == "1"}
+               "registered": request.query.get("registered") == "1", "teams": await _teams(request),
+               "form": form if form is not None else _settings_of(row), "saved": request.query.get("saved") == "1",
+               "defaults": {"public": core.settings.sla_public_minutes, "private": core.settings.sla_private_minutes}}
     return await render(request, "admin/channel.html", context, status=status)
 
 
@@ -246,16 +264,105 @@ async def channel_page(request: web.Request) -> web.StreamResponse:
 @routes.post(r"/admin/channels/{id:\d+}/status", name="admin-channel-status")
 async def channel_status(request: web.Request) -> web.StreamResponse:
     """Pause (no polling, no sending, webhooks ignored) or resume a channel."""
-    _admin(request)
+    viewer = require_role(request, "admin")
     row = await _channel_row(request)
     action = (await request.post()).get("action")
-    if action not in ("pause", "resume"):
-        raise web.HTTPBadRequest(text="Choose pause or resume.")
-    status = "paused" if action == "pause" else "active"
-    reason = "paused by an admin" if action == "pause" else ""
-    await channels.set_status(request.app[CORE].engine, row.id, status, reason)
+    if action not in STATUS_ACTIONS:
+        raise web.HTTPBadRequest(text="Choose pause, resume or remove.")
+    status, reason = STATUS_ACTIONS[action]
+    async with request.app[CORE].engine.begin() as conn:
+        await conn.execute(channel_t.update().where(channel_t.c.id == row.id)
+                           .values(status=status, status_reason=reason))
+        await audit.record(conn, viewer.id, f"channel.{action}", _target(row),
+                           {"status": row.status, "status_reason": row.status_reason},
+                           {"status": status, "status_reason": reason})
     request.app[CORE].channels.invalidate()
+    if action == "remove":
+        raise web.HTTPSeeOther(request.app.router["admin-channels"].url_for())
     raise _to_channel(request, row.id)
+
+
+#: action -> (status, reason). "remove" keeps the channel's conversations and messages readable;
+#: like "paused" it is not polled, sent through or accepted by its webhook. "resume" undoes both.
+STATUS_ACTIONS = {"pause": ("paused", "paused by an admin"), "resume": ("active", ""),
+                  "remove": ("removed", "removed by an admin")}
+
+
+def _target(row: Any) -> str:
+    return f"channel {row.id} ({row.name})"
+
+
+# -- per-channel settings -------------------------------------------------------------------------
+
+def _settings_of(row: Any) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in SETTING_FIELDS}
+
+
+def parse_settings(form: Any, teams: set[int]) -> tuple[dict[str, Any], list[str]]:
+    """The posted settings and what is wrong with them, in words. A blank target is the default."""
+    problems: list[str] = []
+    team = str(form.get("team_id", ""))
+    values: dict[str, Any] = {"team_id": int(team) if team.isdigit() else team,
+                              "auto_assign": form.get("auto_assign") == "1",
+                              "csat_enabled": form.get("csat_enabled") == "1",
+                              "reply_signature": str(form.get("reply_signature", "")).strip()}
+    if values["team_id"] not in teams:
+        problems.append("team: choose the team that answers this channel")
+    for name, words in (("sla_public_minutes", "public"), ("sla_private_minutes", "private")):
+        raw = str(form.get(name, "")).strip()
+        values[name] = int(raw) if raw.isdigit() else (None if not raw else raw)
+        if values[name] is not None and not (isinstance(values[name], int) and 1 <= values[name] <= SLA_MAX_MINUTES):
+            problems.append(f"first-response target ({words}): whole minutes from 1 to {SLA_MAX_MINUTES}, "
+                            f"or blank for the default")
+    if len(values["reply_signature"]) > SIGNATURE_MAX:
+        problems.append(f"signature: at most {SIGNATURE_MAX} characters")
+    if "\n" in values["reply_signature"] or "\r" in values["reply_signature"]:
+        problems.append("signature: one line")
+    return values, problems
+
+
+@routes.post(r"/admin/channels/{id:\d+}/settings", name="admin-channel-settings")
+async def channel_settings(request: web.Request) -> web.StreamResponse:
+    """Team, first-response targets, auto-assignment, CSAT and signature: audited before/after."""
+    viewer = require_role(request, "admin")
+    row = await _channel_row(request)
+    values, problems = parse_settings(await request.post(), {t.id for t in await _teams(request)})
+    if problems:
+        return await _channel_page(request, error="; ".join(problems), status=422, form=values)
+    before = _settings_of(row)
+    if values != before:
+        async with request.app[CORE].engine.begin() as conn:
+            await conn.execute(channel_t.update().where(channel_t.c.id == row.id).values(**values))
+            changed = [k for k in SETTING_FIELDS if values[k] != before[k]]
+            await audit.record(conn, viewer.id, "channel.settings", _target(row),
+                               {k: before[k] for k in changed}, {k: values[k] for k in changed})
+        request.app[CORE].channels.invalidate()
+    url = request.app.router["admin-channel"].url_for(id=str(row.id))
+    raise web.HTTPSeeOther(url.with_query(saved="1"))
+
+
+# -- the warning banner on every admin page ------------------------------------------------------
+
+async def admin_warnings(core: Core) -> list[str]:
+    """"Channel X: ..." per health warning (the same source as `socialcrm check`), plus what the
+    platforms said about tokens and subscriptions (asked at most every ten minutes)."""
+    channels = list((await core.channels.all()).values())
+    return await checks.health_warnings(core.engine) + await health.cached_platform_warnings(channels)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def warnings_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An admin's GET of an admin page gets `health_warnings` in its template context: one health
+    computation per page view, none for anyone else (base.html shows the banner)."""
+    viewer = request.get(VIEWER)
+    if request.method == "GET" and request.path.startswith("/admin/") and viewer is not None \
+            and viewer.role == "admin":
+        context = request.setdefault(aiohttp_jinja2.REQUEST_CONTEXT_KEY, {})
+        context["health_warnings"] = await admin_warnings(request.app[CORE])
+    return await handler(request)
 
 
 @routes.post(r"/admin/channels/{id:\d+}/webhook", name="admin-channel-webhook")

@@ -47,7 +47,7 @@ def create_app(settings: Settings, core: Core | None = None) -> web.Application:
     app = web.Application(
         client_max_size=settings.webhook_max_bytes,
         middlewares=[request_id_middleware, auth.session_setup(settings), error_middleware, csrf_middleware,
-                     auth.auth_middleware],
+                     auth.auth_middleware, admin_channels.warnings_middleware],
     )
     app[SETTINGS] = settings
     app[STREAMS] = set()

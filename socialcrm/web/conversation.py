@@ -59,7 +59,9 @@ async def _thread_context(request: web.Request, detail: queries.ConversationDeta
 async def _composer(request: web.Request, detail: queries.ConversationDetail) -> replies.ComposerInfo:
     """The reply box; a channel that cannot be loaded (connector uninstalled) disables it, with why."""
     try:
-        return await replies.composer_info(request.app[CORE], detail.conversation.id)
+        viewer = viewer_of(request)
+        return await replies.composer_info(request.app[CORE], detail.conversation.id,
+                                           agent=viewer.display_name or viewer.username)
     except replies.ReplyRejected as exc:
         return replies.ComposerInfo(None, bool(detail.conversation.public), None, False, str(exc))
 

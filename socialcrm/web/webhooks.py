@@ -19,6 +19,7 @@ from aiohttp import web
 from socialcrm.channels import LoadedChannel
 from socialcrm.connector import WebhookRequest
 from socialcrm.errors import InvalidSignature, MalformedPayload, UnsupportedEvent
+from socialcrm.health import rejections_for
 from socialcrm.receipts import StoreFailed
 from socialcrm.web.keys import CORE
 
@@ -36,7 +37,7 @@ async def _candidates(request: web.Request) -> list[LoadedChannel]:
     key = request.match_info["connector"]
     if "channel_id" in request.match_info:
         channel = await core.channels.get(int(request.match_info["channel_id"]))
-        found = [channel] if channel and channel.row.connector == key and channel.row.status != "paused" else []
+        found = [channel] if channel and channel.row.connector == key and channel.row.status not in ("paused", "removed") else []
     else:
         found = await core.channels.for_connector(key)
     if not found:
@@ -68,6 +69,16 @@ def _verified(candidates: list[LoadedChannel], req: WebhookRequest) -> LoadedCha
     raise InvalidSignature("no channel's secret matches the signature")
 
 
+def _count_rejection(request: web.Request) -> None:
+    """One more rejected delivery for the health page: by connector, or by channel when the URL
+    names one. Only a time is kept, in this process's memory; never anything of the body."""
+    counter = rejections_for(request.app[CORE].engine)
+    if "channel_id" in request.match_info:
+        counter.add(("channel", int(request.match_info["channel_id"])))
+    else:
+        counter.add(("connector", request.match_info["connector"]))
+
+
 async def receive(request: web.Request) -> web.Response:
     req = await _webhook_request(request)
     key = request.match_info["connector"]
@@ -76,9 +87,11 @@ async def receive(request: web.Request) -> web.Response:
         events = channel.connector.parse(req)
     except InvalidSignature as exc:
         log.warning("webhook %s rejected: %s (from %s)", key, exc, request.remote)
+        _count_rejection(request)
         raise web.HTTPUnauthorized(text=f"invalid signature: {exc}") from None
     except MalformedPayload as exc:
         log.warning("webhook %s malformed: %s", key, exc)
+        _count_rejection(request)
         raise web.HTTPBadRequest(text=f"malformed payload: {exc}") from None
     except UnsupportedEvent as exc:
         log.info("webhook %s unsupported event: %s", key, exc)
