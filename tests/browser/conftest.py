@@ -108,11 +108,9 @@ class Stack:
             return json.loads(resp.read())
 
 
-async def _add_channel(env: dict[str, str], platform_url: str) -> None:
-    """Connect the simulated brand to team Care (the admin UI would do this)."""
+async def _create_channel(env: dict[str, str], connector: str, name: str, values: dict[str, Any]) -> int:
     import sqlalchemy as sa
 
-    from connectors.simulator import SimulatorConnector
     from socialcrm import models
     from socialcrm.channels import create_channel
     from socialcrm.config import Settings
@@ -127,12 +125,33 @@ async def _add_channel(env: dict[str, str], platform_url: str) -> None:
         team = models.Team.__table__
         async with engine.connect() as conn:
             team_id = await conn.scalar(sa.select(team.c.id).where(team.c.name == "Care"))
-        await create_channel(engine, Registry([SimulatorConnector]), Vault.from_settings(settings),
-                             connector="simulator", name="Acme Support", team_id=team_id, settings={
-                                 "account_id": ACCOUNT, "webhook_secret": SECRET, "api_token": TOKEN,
-                                 "api_base_url": platform_url})
+        return await create_channel(engine, Registry.from_entry_points(), Vault.from_settings(settings),
+                                    connector=connector, name=name, team_id=team_id, settings=values)
     finally:
         await engine.dispose()
+
+
+def add_channel(env: dict[str, str], connector: str, name: str, values: dict[str, Any]) -> int:
+    """Connect an account to team Care, as the admin UI would (in a thread: Playwright's sync API
+    may own this thread's event loop); the running server finds it on its first delivery."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _create_channel(env, connector, name, values)).result()
+
+
+@contextmanager
+def fake_graph(tmp: Path) -> Iterator[str]:
+    """tests/browser/fake_graph.py on a free loopback port; yields its base URL."""
+    port, log = free_port(), tmp / "graph.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "tests/browser/fake_graph.py"), "--port", str(port)],
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/_requests", proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -153,9 +172,8 @@ def running_stack(tmp: Path) -> Iterator[Stack]:
     run_cli(env, "migrate")
     run_cli(env, "create-user", "agent", "--role", "agent", "--team", "Care", "--display-name", "Kari Nordmann")
     platform_url = f"http://127.0.0.1:{platform_port}"
-    # In a thread of its own: Playwright's sync API may already own this thread's event loop.
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, _add_channel(env, platform_url)).result()
+    add_channel(env, "simulator", "Acme Support", {"account_id": ACCOUNT, "webhook_secret": SECRET,
+                                                   "api_token": TOKEN, "api_base_url": platform_url})
     st = Stack(f"http://127.0.0.1:{port}", platform_url, env)
     try:
         platform_log, server_log = tmp / "platform.log", tmp / "server.log"

@@ -4,21 +4,17 @@ signed webhooks; the replies reach a fake Graph API on loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
-import subprocess
-import sys
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ROOT, Stack, free_port, sign_in, wait_http
+from tests.browser.conftest import ROOT, Stack, add_channel, fake_graph, sign_in
 
 APP_SECRET = "browser-meta-app-secret"
 PAGE_ID, IG_ID = "104650212345678", "17841405822304914"
@@ -45,46 +41,14 @@ def deliver(stack: Stack, connector: str, body: bytes) -> None:
         assert resp.status == 200
 
 
-async def _add_meta_channels(env: dict[str, str], graph_url: str) -> None:
-    import sqlalchemy as sa
-
-    from socialcrm import models
-    from socialcrm.channels import create_channel
-    from socialcrm.config import Settings
-    from socialcrm.db import make_engine
-    from socialcrm.registry import Registry
-    from socialcrm.vault import Vault
-
-    settings = Settings(database_url=env["SOCIALCRM_DATABASE_URL"], secret_key=env["SOCIALCRM_SECRET_KEY"])
-    engine = make_engine(settings.database_url)
-    common = {"app_secret": APP_SECRET, "verify_token": "verify", "access_token": "page-token",
-              "api_base_url": graph_url}
-    try:
-        async with engine.connect() as conn:
-            team = await conn.scalar(sa.select(models.Team.__table__.c.id).where(models.Team.__table__.c.name == "Care"))
-        for key, name, extra in (("facebook", "Acme on Facebook", {"page_id": PAGE_ID}),
-                                 ("instagram", "Acme on Instagram", {"ig_user_id": IG_ID})):
-            await create_channel(engine, Registry.from_entry_points(), Vault.from_settings(settings),
-                                 connector=key, name=name, team_id=team, settings={**common, **extra})
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def graph(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    port, log = free_port(), tmp_path_factory.mktemp("graph") / "graph.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "tests/browser/fake_graph.py"), "--port", str(port)],
-                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/_requests", proc, log)
-        with ThreadPoolExecutor(1) as pool:   # the server process reads channels at its next cache load
-            pool.submit(asyncio.run, _add_meta_channels(stack.env, url)).result()
+    with fake_graph(tmp_path_factory.mktemp("graph")) as url:
+        common = {"app_secret": APP_SECRET, "verify_token": "verify", "access_token": "page-token",
+                  "api_base_url": url}
+        add_channel(stack.env, "facebook", "Acme on Facebook", {**common, "page_id": PAGE_ID})
+        add_channel(stack.env, "instagram", "Acme on Instagram", {**common, "ig_user_id": IG_ID})
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def graph_requests(url: str) -> list[dict[str, Any]]:

@@ -4,21 +4,24 @@ not send, and an admin sees the channel flagged on the health page."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ROOT, Stack, free_port, run_cli, sign_in, wait_http
+from tests.browser.conftest import (
+    ROOT,
+    Stack,
+    add_channel,
+    fake_graph,
+    run_cli,
+    sign_in,
+)
 
 APP_SECRET = "reauth-app-secret"
 PAGE_ID, CUSTOMER = "204650212345679", "6931281043699999"
@@ -55,46 +58,14 @@ def deliver(url: str, body: bytes) -> None:
     assert status == 200
 
 
-async def _add_channel(env: dict[str, str], graph_url: str) -> int:
-    import sqlalchemy as sa
-
-    from socialcrm import models
-    from socialcrm.channels import create_channel
-    from socialcrm.config import Settings
-    from socialcrm.db import make_engine
-    from socialcrm.registry import Registry
-    from socialcrm.vault import Vault
-
-    settings = Settings(database_url=env["SOCIALCRM_DATABASE_URL"], secret_key=env["SOCIALCRM_SECRET_KEY"])
-    engine = make_engine(settings.database_url)
-    team = models.Team.__table__
-    try:
-        async with engine.connect() as conn:
-            team_id = await conn.scalar(sa.select(team.c.id).where(team.c.name == "Care"))
-        return await create_channel(engine, Registry.from_entry_points(), Vault.from_settings(settings),
-                                    connector="facebook", name="Acme Reauth", team_id=team_id, settings={
-                                        "page_id": PAGE_ID, "app_secret": APP_SECRET, "verify_token": "verify",
-                                        "access_token": "soon-invalid-token", "api_base_url": graph_url})
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def reauth_graph(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    port, log = free_port(), tmp_path_factory.mktemp("reauth-graph") / "graph.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "tests/browser/fake_graph.py"), "--port", str(port)],
-                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/_requests", proc, log)
-        with ThreadPoolExecutor(1) as pool:
-            channel_id = pool.submit(asyncio.run, _add_channel(stack.env, url)).result()
+    with fake_graph(tmp_path_factory.mktemp("reauth-graph")) as url:
+        channel_id = add_channel(stack.env, "facebook", "Acme Reauth", {
+            "page_id": PAGE_ID, "app_secret": APP_SECRET, "verify_token": "verify",
+            "access_token": "soon-invalid-token", "api_base_url": url})
         run_cli(stack.env, "create-user", "reauth-admin", "--role", "admin", "--display-name", "Ada Admin")
         yield url, channel_id
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_a_rejected_token_blocks_the_composer_and_flags_the_channel(stack, reauth_graph, watched) -> None:
