@@ -72,12 +72,29 @@ async def resolve(core: Core, conversation_id: int, by_user_id: int) -> None:
     _announce(core, conversation_id, team, assigned)
 
 
-async def reopen(core: Core, conversation_id: int, by_user_id: int) -> None:
+async def set_pending(core: Core, conversation_id: int, by_user_id: int) -> None:
+    """Waiting on the customer: out of the open queues and the SLA clock paused (the event log's
+    "pending"), until the customer writes again (ingest reopens it and restarts the clock)."""
     async with core.engine.begin() as conn:
         team = await _team_of(conn, conversation_id)
+        public = (await conn.execute(sa.select(conversation_t.c.public)
+                                     .where(conversation_t.c.id == conversation_id))).scalar()
+        await conn.execute(conversation_t.update().where(conversation_t.c.id == conversation_id).values(
+            status="pending", waiting_since=None, sla_due_at=None, priority=sla.priority(bool(public), None)))
+        await log_event(conn, conversation_id, "pending", user_id=by_user_id)
+    _announce(core, conversation_id, team)
+
+
+async def reopen(core: Core, conversation_id: int, by_user_id: int) -> None:
+    """Back to open: from resolved it is a reopen (a new next-response clock); from pending it
+    only ends the pause ("open" in the log)."""
+    async with core.engine.begin() as conn:
+        team = await _team_of(conn, conversation_id)
+        was = (await conn.execute(sa.select(conversation_t.c.status)
+                                  .where(conversation_t.c.id == conversation_id))).scalar()
         await conn.execute(conversation_t.update().where(conversation_t.c.id == conversation_id)
                            .values(status="open"))
-        await log_event(conn, conversation_id, "reopened", user_id=by_user_id)
+        await log_event(conn, conversation_id, "open" if was == "pending" else "reopened", user_id=by_user_id)
     _announce(core, conversation_id, team)
 
 

@@ -161,6 +161,13 @@ async def resolve(request: web.Request) -> web.StreamResponse:
     raise _back(request, conversation_id)
 
 
+@routes.post(r"/conversations/{id:\d+}/pending", name="pending")
+async def pending(request: web.Request) -> web.StreamResponse:
+    viewer, conversation_id = await _visible_id(request)
+    await conversations.set_pending(request.app[CORE], conversation_id, viewer.id)
+    raise _back(request, conversation_id)
+
+
 @routes.post(r"/conversations/{id:\d+}/reopen", name="reopen")
 async def reopen(request: web.Request) -> web.StreamResponse:
     viewer, conversation_id = await _visible_id(request)
