@@ -591,3 +591,18 @@ def top_frames(raw_path: str, match: str = "socialcrm", limit: int = 15) -> list
             if match in frame:
                 totals[frame] = totals.get(frame, 0) + int(count)
     return [(f, round(100 * v / n, 1)) for f, v in sorted(totals.items(), key=lambda kv: -kv[1])[:limit]]
+
+
+def run_main(run: Any, report: Any, args: Any) -> int:
+    """The shared main of every benchmark: run, print the table and the JSON line; Ctrl-C cleans up."""
+    t0 = time.perf_counter()
+    try:
+        fig = asyncio.run(run(args))
+    except KeyboardInterrupt:
+        print("\ninterrupted; servers stopped and temporary data removed", file=sys.stderr)
+        return 130
+    report(fig)
+    fig["wall_s"] = round(time.perf_counter() - t0, 1)
+    print(f"\n(wall time {fig['wall_s']} s)")
+    print_json(fig)
+    return 0

@@ -25,7 +25,13 @@ from socialcrm.calendars import (
     weekdays,
 )
 from socialcrm.metrics import Event, SlaPolicy, timeline
-from socialcrm.sla_figures import by_agent, by_attr, by_visibility, first_contact_resolution, summarize
+from socialcrm.sla_figures import (
+    by_agent,
+    by_attr,
+    by_visibility,
+    first_contact_resolution,
+    summarize,
+)
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 CALENDAR = BusinessCalendar(hours=weekdays("08:00", "17:00"), holidays=norwegian_holidays(2026))

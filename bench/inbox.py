@@ -11,7 +11,6 @@ in-process; reports the server's memory.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sqlite3
 import sys
 import time
@@ -284,17 +283,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    t0 = time.perf_counter()
-    try:
-        fig = asyncio.run(run(args))
-    except KeyboardInterrupt:
-        print("\ninterrupted; servers stopped and temporary data removed", file=sys.stderr)
-        return 130
-    report(fig)
-    fig["wall_s"] = round(time.perf_counter() - t0, 1)
-    print(f"\n(wall time {fig['wall_s']} s)")
-    c.print_json(fig)
-    return 0
+    return c.run_main(run, report, args)
 
 
 if __name__ == "__main__":

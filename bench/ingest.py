@@ -341,17 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(args.serve, args.port, args.url)
         return 0
-    t0 = time.perf_counter()
-    try:
-        fig = asyncio.run(run(args))
-    except KeyboardInterrupt:
-        print("\ninterrupted; servers stopped and temporary data removed", file=sys.stderr)
-        return 130
-    report(fig)
-    fig["wall_s"] = round(time.perf_counter() - t0, 1)
-    print(f"\n(wall time {fig['wall_s']} s)")
-    c.print_json(fig)
-    return 0
+    return c.run_main(run, report, args)
 
 
 if __name__ == "__main__":
