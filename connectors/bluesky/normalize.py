@@ -8,14 +8,14 @@ Reasons not in the table (repost, follow, starterpack-joined, ...) are skipped.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from socialcrm.connector import Attachment, Author, MalformedPayload, NormalizedEvent
-from socialcrm.text import clean_tree
+from socialcrm.payload import clean_payload as clean
+from socialcrm.payload import field_str as _str
 
 from .marks import Mark, is_new, parse_time
 
@@ -25,7 +25,6 @@ Item = dict[str, Any]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LIKE_EMOJI = "❤️"
 # Lone surrogates cannot be encoded as UTF-8 and NUL breaks PostgreSQL text: both become U+FFFD.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -236,21 +235,3 @@ def _text(record: Item, uri: str) -> str:
     return _str(record, "text", f"{uri}: record", required=False) or ""
 
 
-def _str(obj: Item, key: str, where: str, *, required: bool = True) -> str | None:
-    """A string field; a wrong type is malformed, a missing optional one is None."""
-    value = obj.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or (required and not value):
-        problem = "is missing or not a non-empty string" if required else "is not a string"
-        raise MalformedPayload(f"{where}.{key} {problem}")
-    return value
-
-
-def clean(value: Any) -> Any:
-    """Make every string in a parsed JSON tree storable (see _UNSTORABLE)."""
-    return clean_tree(value, _storable)
-
-
-def _storable(text: str) -> str:
-    return _UNSTORABLE.sub("\ufffd", text)

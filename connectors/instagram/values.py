@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from socialcrm.connector import MalformedPayload
+from socialcrm.payload import field_str as string
 from socialcrm.text import clean_text, clean_tree
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,16 +53,6 @@ def obj(item: dict[str, Any], key: str, where: str) -> dict[str, Any]:
         raise MalformedPayload(f"{where} is missing or not an object")
     return value
 
-
-def string(item: Any, key: str, where: str, *, required: bool = True) -> str | None:
-    """A string field; ids are strings in every Meta payload, so a number is malformed too."""
-    value = item.get(key) if isinstance(item, dict) else None
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or (required and not value):
-        problem = "is missing or not a non-empty string" if required else "is not a string"
-        raise MalformedPayload(f"{where}.{key} {problem}")
-    return value
 
 
 def text_of(item: dict[str, Any], where: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from typing import Any
 
 from socialcrm.connector import (
@@ -18,12 +17,11 @@ from socialcrm.connector import (
     MalformedPayload,
     WebhookRequest,
 )
-from socialcrm.text import clean_tree
+from socialcrm.payload import clean_payload as clean_json  # noqa: F401  (part of this module's API)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 # Lone surrogates (a JSON "\\ud83d" escape cut in half) cannot be encoded as UTF-8 and NUL breaks
 # PostgreSQL text: clean_json turns both into U+FFFD so nothing downstream has to care.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def handshake(req: WebhookRequest, verify_token: str) -> HandshakeResponse | None:
@@ -60,14 +58,6 @@ def parse_json_object(body: bytes, expected_object: str) -> dict[str, Any]:
     return data
 
 
-def clean_json(value: Any) -> Any:
-    """Every string in a decoded JSON tree made storable (see _UNSTORABLE); keys too."""
-    return clean_tree(value, _storable)
-
 
 def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
-
-
-def _storable(text: str) -> str:
-    return _UNSTORABLE.sub("\ufffd", text)

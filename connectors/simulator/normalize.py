@@ -8,7 +8,6 @@ Poll pages carry the same items, so both paths share everything below the envelo
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -21,12 +20,13 @@ from socialcrm.connector import (
     NormalizedEvent,
     UnsupportedEvent,
 )
-from socialcrm.text import clean_tree, needs_cleaning, one_line
+from socialcrm.payload import clean_payload as clean
+from socialcrm.payload import field_str as _str
+from socialcrm.text import needs_cleaning, one_line
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Lone surrogates (a JSON "\ud800" escape) cannot be encoded as UTF-8 and NUL breaks
 # PostgreSQL text: both become U+FFFD so that nothing downstream has to care.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 Item = dict[str, Any]
 
@@ -205,23 +205,5 @@ def _visibility(item: Item, *, required: bool) -> bool:
     return value == "public"
 
 
-def _str(obj: dict[str, Any], key: str, where: str, *, required: bool = True) -> str | None:
-    """A string field; a wrong type is malformed, a missing optional one is None."""
-    value = obj.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or (required and not value):
-        problem = "is missing or not a non-empty string" if required else "is not a string"
-        raise MalformedPayload(f"{where}.{key} {problem}")
-    return value
 
 
-def clean(value: Any) -> Any:
-    """Make every string in a parsed JSON tree storable (see _UNSTORABLE)."""
-    return clean_tree(value, _storable)
-
-
-
-
-def _storable(text: str) -> str:
-    return _UNSTORABLE.sub("\ufffd", text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from socialcrm.connector import Attachment, MalformedPayload
+from socialcrm.payload import field_str
 
 FILE_PREFIX = "telegram-file:"
 #: Message fields holding one file object, and the attachment kind each becomes. An animation
@@ -68,10 +69,5 @@ def integer(obj: dict[str, Any], key: str, where: str) -> int:
 
 
 def string(obj: dict[str, Any], key: str, where: str, *, required: bool = False) -> str | None:
-    value = obj.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or (required and not value):
-        problem = "is missing or not a non-empty string" if required else "is not a string"
-        raise MalformedPayload(f"{where}.{key} {problem}")
-    return value
+    """Telegram's fields are mostly optional: optional unless said otherwise."""
+    return field_str(obj, key, where, required=required)

@@ -23,13 +23,12 @@ from socialcrm.connector import (
     NormalizedEvent,
     UnsupportedEvent,
 )
-from socialcrm.text import clean_tree
+from socialcrm.payload import clean_payload as clean
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LIKE_EMOJI = "❤️"
 _DIGITS = re.compile(r"[0-9]{1,20}")
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _ENTITY = re.compile("&(amp|lt|gt);")
 _V1_TIME = re.compile(r"[A-Z][a-z]{2} ([A-Z][a-z]{2}) (\d{2}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2}) (\d{4})")
 _MONTHS = {m: i for i, m in enumerate(["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)}
@@ -283,11 +282,3 @@ def _str(obj: Item, key: str) -> str:
     value = obj.get(key)
     return value if isinstance(value, str) else ""
 
-
-def clean(value: Any) -> Any:
-    """Lone surrogates and NUL cannot be stored: they become U+FFFD everywhere in the tree."""
-    return clean_tree(value, _storable)
-
-
-def _storable(text: str) -> str:
-    return _UNSTORABLE.sub("\ufffd", text)
