@@ -120,8 +120,12 @@ def _with_account(channels: dict[int, LoadedChannel], key: str, account_id: str)
     return next((c for c in _active(channels, key) if c.row.account_id == account_id), None)
 
 
+#: Statuses an admin chose: no webhooks accepted, no polls, no sends, no platform calls.
+STOPPED = frozenset({"paused", "removed"})
+
+
 def _active(channels: dict[int, LoadedChannel], key: str) -> list[LoadedChannel]:
-    return [c for c in channels.values() if c.row.connector == key and c.row.status not in ("paused", "removed")]
+    return [c for c in channels.values() if c.row.connector == key and c.row.status not in STOPPED]
 
 
 async def create_channel(engine: AsyncEngine, registry: Registry, vault: Vault, *, connector: str, name: str,

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from socialcrm import health, models
+from socialcrm.channels import STOPPED
 from socialcrm.config import Settings
 from socialcrm.connector import Connector
 from socialcrm.db import make_engine
@@ -28,7 +29,6 @@ from socialcrm.vault import Vault
 
 channel_t = models.Channel.__table__
 #: Channels an admin stopped on purpose: not called, and their health is no warning.
-STOPPED = ("paused", "removed")
 #: Per platform call; a check that hangs is itself a finding ("cannot connect").
 CHECK_TIMEOUT = 15.0
 

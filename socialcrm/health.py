@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from socialcrm import models
+from socialcrm.channels import STOPPED
 from socialcrm.errors import AuthFailed, SendError
 from socialcrm.models import utcnow
 
@@ -331,7 +332,7 @@ async def cached_platform_warnings(channels: list[Any]) -> list[str]:
     """"Channel X: ..." for expiring or rejected tokens and lost subscriptions, for the banner."""
     out: list[str] = []
     for ch in channels:
-        if ch.row.status in ("paused", "removed"):
+        if ch.row.status in STOPPED:
             continue
         cached = _platform_cache.get(ch.id)
         if cached is None or time.monotonic() - cached[0] > PLATFORM_CACHE_SECONDS:

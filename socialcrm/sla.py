@@ -15,13 +15,6 @@ PRIVATE_BAND = 1 * 10**11
 EXPOSURE_STEPS = ((100_000, timedelta(minutes=30)), (10_000, timedelta(minutes=15)), (1_000, timedelta(minutes=5)))
 
 
-def target_minutes(public: bool, channel_public: int | None, channel_private: int | None,
-                   default_public: int, default_private: int) -> int:
-    if public:
-        return channel_public or default_public
-    return channel_private or default_private
-
-
 def first_response_due(waiting_since: datetime, minutes: int) -> datetime:
     """24/7 clock; business-hours calendars plug in here."""
     return waiting_since + timedelta(minutes=minutes)

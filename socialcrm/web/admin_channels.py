@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 
 from socialcrm import audit, channels, checks, health, models
+from socialcrm.channels import STOPPED
 from socialcrm.connector import Connector
 from socialcrm.errors import AuthFailed, PermanentError, SendError, TransientError
 from socialcrm.web.auth import require_role
@@ -395,7 +396,7 @@ async def health_page(request: web.Request) -> web.StreamResponse:
     found = await health.channel_health(core.engine)
     webhooks = {}
     for h in found:
-        loaded = await core.channels.get(h.channel_id) if h.status != "paused" else None
+        loaded = await core.channels.get(h.channel_id) if h.status not in STOPPED else None
         webhooks[h.channel_id] = await health.webhook_status(loaded.connector) if loaded else None
     return await render(request, "admin/health.html", {"channels": found, "webhooks": webhooks})
 

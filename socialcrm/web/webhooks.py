@@ -16,7 +16,7 @@ import logging
 
 from aiohttp import web
 
-from socialcrm.channels import LoadedChannel
+from socialcrm.channels import STOPPED, LoadedChannel
 from socialcrm.connector import WebhookRequest
 from socialcrm.errors import InvalidSignature, MalformedPayload, UnsupportedEvent
 from socialcrm.health import rejections_for
@@ -37,7 +37,7 @@ async def _candidates(request: web.Request) -> list[LoadedChannel]:
     key = request.match_info["connector"]
     if "channel_id" in request.match_info:
         channel = await core.channels.get(int(request.match_info["channel_id"]))
-        found = [channel] if channel and channel.row.connector == key and channel.row.status not in ("paused", "removed") else []
+        found = [channel] if channel and channel.row.connector == key and channel.row.status not in STOPPED else []
     else:
         found = await core.channels.for_connector(key)
     if not found:
