@@ -24,6 +24,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest --quick
 	$(BIN)/python -m bench.inbox --quick
 	$(BIN)/python -m bench.live --quick
+	$(BIN)/python -m bench.dashboard --quick
+	$(BIN)/python -m bench.search --quick
+	$(BIN)/python -m bench.outbound --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -1,10 +1,13 @@
 """Webhook ingest: acknowledgements/s, ack latency, time to ingested+routed, lost and duplicated.
 
-    .venv/bin/python -m bench.ingest [--n 5000] [--concurrency 64] [--postgres] [--quick]
+    .venv/bin/python -m bench.ingest [--n 5000] [--concurrency 64] [--postgres [--workers N]] [--quick]
 
 Runs, against one fresh database: a bare aiohttp endpoint and a naive per-request-commit
-handler (both subprocesses) as yardsticks, then the real `socialcrm serve` subprocess:
-closed loop at `--concurrency`, a fixed offered rate, and a phase with ~10% redeliveries.
+handler (both subprocesses) as yardsticks, then the real `socialcrm serve` subprocess (with
+`--workers N` processes on one port on PostgreSQL): closed loop at `--concurrency`, a fixed
+offered rate, and a phase with ~10% redeliveries. During the closed-loop burst a probe sends one
+delivery at a time to a second channel and measures the time from its acknowledgement until
+the inbox query of that channel's agent shows it (target: p99 <= 1 s).
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ import json
 import random
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime  # resolves the naive model's annotation
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +31,11 @@ from bench import common as c
 from bench.common import Delivery, LoadResult
 
 TARGETS = {"ack_vs_bare": 0.40, "ingested_vs_bare": 0.20, "ingested_vs_naive": 7.0,
-           "fixed_rate_p99_ms": 10.0, "capacity_p99_ms": 50.0}
+           "fixed_rate_p99_ms": 10.0, "capacity_p99_ms": 50.0, "visible_p99_ms": 1000.0}
+PROBE_TEAM, PROBE_ACCOUNT, PROBE_AGENT = "Bench probe", "bench-probe", "bench-probe-agent"
+PROBE_GAP_S = 0.05
+#: Probe customers in parallel, each its own conversation: all on the inbox's first page.
+PROBE_THREADS = 8
 
 
 # -- yardstick servers (run as `python -m bench.ingest --serve bare|naive`) ---------------------
@@ -150,23 +160,164 @@ def with_redeliveries(fresh: list[Delivery], share: float, seed: int) -> list[De
 
 # -- the run ----------------------------------------------------------------------------------------
 
+def server_pids(srv: c.Server) -> list[int]:
+    """The server and, with --workers, its worker processes (which do the work)."""
+    pids = [srv.pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == srv.pid:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return pids
+
+
+def server_cpu(srv: c.Server) -> float:
+    return sum(c.cpu_seconds(pid) for pid in server_pids(srv))
+
+
+def server_memory(srv: c.Server) -> dict[str, float]:
+    """VmRSS (now) and VmHWM (peak) summed over the server's processes, in MB."""
+    total: dict[str, float] = {}
+    for pid in server_pids(srv):
+        try:
+            lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key = line.split(":")[0]
+                total[key] = round(total.get(key, 0.0) + int(line.split()[1]) / 1024, 1)
+    return total
+
+
+@contextmanager
+def serve_real(db: c.BenchDB, key: str, tmp: Any, args: argparse.Namespace) -> Iterator[c.Server]:
+    """`socialcrm serve` (scheduler off), with `--workers N` processes when asked."""
+    port = c.free_port()
+    cmd = [str(c.BIN / "socialcrm"), "serve", "--host", c.HOST, "--port", str(port), "--workers", str(args.workers)]
+    with c.server("socialcrm", cmd, c.server_env(db, port, key, tmp, args.log_level), port, tmp) as srv:
+        if args.workers > 1:   # every worker up before the load starts, not just the first
+            deadline = time.monotonic() + 60
+            while len(server_pids(srv)) <= args.workers and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(2.0)
+        yield srv
+
+
 async def load(srv: c.Server, url: str, deliveries: list[Delivery], concurrency: int, deadline_s: float,
                rate: float | None = None) -> LoadResult:
     """Closed loop (or open loop at `rate`), with the CPU both sides used meanwhile."""
-    cpu0, mine0 = c.cpu_seconds(srv.pid), c.cpu_seconds()
+    cpu0, mine0 = server_cpu(srv), c.cpu_seconds()
     async with c.client_session(concurrency) as session:
         if rate is None:
             res = await c.closed_loop(session, url, deliveries, concurrency, deadline_s)
         else:
             res = await c.open_loop(session, url, deliveries, rate, drain_s=deadline_s)
-    res.cpu = {"server_cpu_s": round(c.cpu_seconds(srv.pid) - cpu0, 2),
+    res.cpu = {"server_cpu_s": round(server_cpu(srv) - cpu0, 2),
                "client_cpu_s": round(c.cpu_seconds() - mine0, 2)}
     return res
 
 
+# -- acknowledgement to visible in the inbox ----------------------------------------------------
+
+@dataclass
+class Probe:
+    """Customers on a channel and team of their own, each writing one message at a time: each
+    message becomes the preview of its customer's conversation, and the few conversations all
+    fit on the first page of the probe agent's inbox. One watcher runs that inbox query every
+    WATCH_S (what an agent's page would load) and notes when each acknowledged message shows."""
+
+    url: str
+    viewer: Any
+    latencies: list[float] = field(default_factory=list)
+    unseen: int = 0
+    waiting: dict[str, tuple[float, asyncio.Future[None]]] = field(default_factory=dict)
+
+    WATCH_S = 0.025
+    TIMEOUT_S = 10.0
+
+    def body(self, customer: int, n: int) -> tuple[str, bytes, dict[str, str]]:
+        text = f"probe {customer}-{n:06d} where is my parcel"
+        who = f"probe-cust-{customer}"
+        item = {"type": "dm", "id": f"probe-m-{customer}-{n}", "timestamp": int(time.time() * 1000), "text": text,
+                "thread_id": who, "author": {"id": who, "name": f"Probe {customer}", "handle": who}}
+        body = json.dumps({"account_id": PROBE_ACCOUNT, "events": [item]}).encode()
+        return text, body, {"X-Simulator-Signature": c.sign(body), "Content-Type": "application/json"}
+
+    async def run(self, engine: Any, stop: asyncio.Event) -> None:
+        watcher = asyncio.create_task(self._watch(engine))
+        try:
+            async with c.client_session(PROBE_THREADS) as session:
+                await asyncio.gather(*(self._customer(session, i, stop) for i in range(PROBE_THREADS)))
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _customer(self, session: Any, customer: int, stop: asyncio.Event) -> None:
+        """Until `stop`: send a message, wait until the watcher sees it (or TIMEOUT_S: counted
+        unseen), pause, repeat."""
+        for n in range(100_000):
+            if stop.is_set():
+                return
+            text, body, headers = self.body(customer, n)
+            async with session.post(self.url, data=body, headers=headers) as resp:
+                await resp.read()
+                acked = time.perf_counter()
+            if resp.status == 200:
+                seen: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self.waiting[text] = (acked, seen)
+                try:
+                    await asyncio.wait_for(seen, self.TIMEOUT_S)
+                except TimeoutError:
+                    self.unseen += 1
+                self.waiting.pop(text, None)
+            await asyncio.sleep(PROBE_GAP_S)
+
+    async def _watch(self, engine: Any) -> None:
+        from socialcrm import inbox
+
+        while True:
+            if self.waiting:
+                previews = [r.preview for r in await inbox.queue(engine, self.viewer, "all")]
+                now = time.perf_counter()
+                for text, (acked, seen) in list(self.waiting.items()):
+                    if not seen.done() and any(p.startswith(text) for p in previews):
+                        self.latencies.append(now - acked)
+                        seen.set_result(None)
+            await asyncio.sleep(self.WATCH_S)
+
+    def figures(self) -> dict[str, Any]:
+        return {"probes": len(self.latencies), "unseen": self.unseen, **c.ms_summary(self.latencies)}
+
+
+async def seed_probe(db: c.BenchDB, key: str) -> int:
+    """The probe's channel, team and online agent; returns the agent's id."""
+    from socialcrm.db import make_engine
+
+    engine = make_engine(db.url)
+    try:
+        await c.add_channel(engine, key, PROBE_TEAM, account_id=PROBE_ACCOUNT)
+        return await c.add_agent(engine, PROBE_AGENT, [PROBE_TEAM])
+    finally:
+        await engine.dispose()
+
+
+async def probe_for(engine: Any, srv: c.Server, agent_id: int) -> Probe:
+    from socialcrm import models, users
+
+    ch = models.Channel.__table__
+    async with engine.connect() as conn:
+        channel_id = await conn.scalar(sa.select(ch.c.id).where(ch.c.account_id == PROBE_ACCOUNT))
+    loaded = await users.load_viewer(engine, agent_id)
+    assert loaded is not None
+    return Probe(c.webhook_url(srv.base, channel_id), loaded[0])
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     fig: dict[str, Any] = {"bench": "ingest", "machine": c.machine(), "n": args.n, "concurrency": args.concurrency,
-                           "database": "postgresql" if args.postgres else "sqlite", "targets": TARGETS}
+                           "database": "postgresql" if args.postgres else "sqlite", "workers": args.workers,
+                           "targets": TARGETS}
     customers = max(50, args.n // 4)
     main = c.make_deliveries(args.n, "main", customers=customers, seed=1)
     warm = c.make_deliveries(max(1, min(200, args.n // 3)), "warm", customers=50, seed=2)
@@ -179,18 +330,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             fig["migrate_s"] = round(c.migrate(db, key, tmp), 2)
             fx = await c.seed_basics(db, key)
+            probe_agent = await seed_probe(db, key)
             for kind in ("bare", "naive"):
                 with yardstick(kind, db, tmp) as srv:
                     url = c.webhook_url(srv.base, fx.channel_id)
                     await load(srv, url, warm, args.concurrency, 30)
                     fig[kind] = (await load(srv, url, main, args.concurrency, 30)).figures()
-            fig |= await run_real(args, db, key, tmp, fx, warm, main, rated, dup_sends)
+            fig |= await run_real(args, db, key, tmp, fx, probe_agent, warm, main, rated, dup_sends)
         finally:
             await c.drop_db(db, keep=args.keep)
     return fig
 
 
-async def run_real(args: argparse.Namespace, db: c.BenchDB, key: str, tmp: Any, fx: c.Fixture,
+async def run_real(args: argparse.Namespace, db: c.BenchDB, key: str, tmp: Any, fx: c.Fixture, probe_agent: int,
                    warm: list[Delivery], main: list[Delivery], rated: list[Delivery],
                    dup_sends: list[Delivery]) -> dict[str, Any]:
     fig: dict[str, Any] = {"skipped": []}
@@ -207,17 +359,23 @@ async def run_real(args: argparse.Namespace, db: c.BenchDB, key: str, tmp: Any, 
         return len(ids), len(threads)
 
     try:
-        with c.socialcrm_server(db, key, tmp, args.log_level) as srv:
+        with serve_real(db, key, tmp, args) as srv:
             url = c.webhook_url(srv.base, fx.channel_id)
             res = await load(srv, url, warm, args.concurrency, 30)
             if await wait_ingested(engine, fx.channel_id, *expect(res), timeout=60) is None:
                 raise RuntimeError(f"warm-up deliveries were not ingested:\n{srv.log_tail()}")
 
-            # closed loop at capacity, then the time until all of it is ingested and assigned
-            with c.py_spy(srv.pid, args.profile):
+            # closed loop at capacity, then the time until all of it is ingested and assigned;
+            # meanwhile the probe measures acknowledgement -> visible in the inbox
+            probe, stop_probe = await probe_for(engine, srv, probe_agent), asyncio.Event()
+            probing = asyncio.create_task(probe.run(engine, stop_probe))
+            with c.py_spy(server_pids(srv)[-1], args.profile):
                 res = await load(srv, url, main, args.concurrency, budget.left(args.timeout))
+                stop_probe.set()
                 done = await wait_ingested(engine, fx.channel_id, *expect(res), timeout=budget.left(args.timeout))
+            await asyncio.wait_for(probing, 15)
             fig["socialcrm"] = res.figures()
+            fig["visible"] = probe.figures()
             full = (done - res.started) if done else float("nan")
             fig["ingested"] = {"elapsed_s": round(full, 3), "per_s": round(res.ok / full, 1) if done else 0.0,
                                "backlog_after_last_ack_s": round(full - res.elapsed, 3) if done else None,
@@ -254,7 +412,7 @@ async def run_real(args: argparse.Namespace, db: c.BenchDB, key: str, tmp: Any, 
             v["shed_by_client"] = sum(r.statuses.get(-1, 0) for r in results)
             v["conversations_expected"] = len(threads)
             v["assigned"] = (await counts(engine, fx.channel_id))[1]
-            fig["server_memory_mb"] = srv.rss_mb()
+            fig["server_memory_mb"] = server_memory(srv)
     finally:
         await engine.dispose()
     return fig
@@ -267,8 +425,9 @@ def report(fig: dict[str, Any]) -> None:
                          "ingested_vs_bare": (ing["per_s"] or nan) / bare["per_s"],
                          "ingested_vs_naive": (ing["per_s"] or nan) / naive["per_s"]}
     fr, v, dup = fig.get("fixed_rate"), fig["verify"], fig.get("redelivery")
+    workers = f", {fig['workers']} workers" if fig.get("workers", 1) > 1 else ""
     c.print_table(f"throughput, {real['sent']:,} of {fig['n']:,} deliveries of ~2 KB at concurrency "
-                  f"{fig['concurrency']} ({fig['database']}, {fig['machine']['cores']} cores)", [
+                  f"{fig['concurrency']} ({fig['database']}{workers}, {fig['machine']['cores']} cores)", [
         ("bare aiohttp endpoint, acks/s", bare["per_s"], "", ""),
         ("naive session-per-request commit, acks/s", naive["per_s"], "", ""),
         ("socialcrm acknowledged, /s", real["per_s"], "", ""),
@@ -287,6 +446,11 @@ def report(fig: dict[str, Any]) -> None:
         ("at capacity (closed loop) p99", real["p99_ms"], "<= 50", c.verdict(real["p99_ms"], 50, False)),
         ("ingest backlog after the last ack, s", ing["backlog_after_last_ack_s"], "", ""),
     ]
+    if vis := fig.get("visible"):
+        rows += [(f"ack -> visible in the inbox during the burst, p50 ({vis['probes']} probes)", vis["p50_ms"], "", ""),
+                 ("ack -> visible in the inbox during the burst, p99", vis["p99_ms"], "<= 1,000",
+                  c.verdict(vis["p99_ms"], 1000, False)),
+                 ("probes not visible within 10 s", vis["unseen"], "0", "PASS" if vis["unseen"] == 0 else "MISS")]
     for phase in (fr, fig.get("half_capacity")):
         if not phase:
             continue
@@ -318,6 +482,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n", type=int, default=5000, help="deliveries in the closed-loop run")
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--postgres", action="store_true", help=f"a fresh database on {c.PG_ADMIN_URL.rsplit('/', 1)[0]}")
+    p.add_argument("--workers", type=int, default=1, help="server processes on one port (above 1 needs --postgres)")
     p.add_argument("--rate", type=float, default=1000.0, help="offered deliveries/s in the fixed-rate run")
     p.add_argument("--rate-seconds", type=float, default=5.0)
     p.add_argument("--dup-share", type=float, default=0.10, help="share of sends that are redeliveries")
@@ -331,6 +496,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.workers < 1 or (args.workers > 1 and not args.postgres):
+        p.error("--workers above 1 needs --postgres (SQLite is single-process)")
     if args.quick:
         args.n, args.rate_seconds, args.timeout, args.budget = min(args.n, 400), 0.5, 20.0, 30.0
     return args

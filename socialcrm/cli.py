@@ -11,7 +11,7 @@ import sys
 
 from aiohttp import web
 
-from socialcrm.config import Settings
+from socialcrm.config import Settings, normalize_database_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--migrate", action="store_true", help="apply migrations first")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="N server processes on one port (PostgreSQL only; default 1)")
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # started by --workers
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(func=cmd_migrate)
     user = sub.add_parser("create-user", help="add a user (password from SOCIALCRM_PASSWORD, stdin or a prompt)")
@@ -46,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
                    "exits 1 when something needs attention").set_defaults(func=cmd_check)
     sub.add_parser("rotate-key", help="re-encrypt channel secrets under a new key (stop the server first, "
                    "restart it after)").set_defaults(func=cmd_rotate_key)
+    seed = sub.add_parser("seed", help="write a seeded synthetic month of conversations (dashboards, benchmarks)")
+    seed.add_argument("--conversations", type=int, default=10_000)
+    seed.add_argument("--days", type=int, default=30)
+    seed.add_argument("--agents", type=int, default=12)
+    seed.add_argument("--seed", type=int, default=5, help="same seed, same data")
+    seed.add_argument("--channels", type=int, default=5, help="how many simulated channels (1-8)")
+    seed.set_defaults(func=cmd_seed)
     from socialcrm.cli_tools import add_commands
 
     add_commands(sub)
@@ -75,18 +85,37 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from socialcrm.web.app import create_app
+    from socialcrm.workers import Supervisor, stop_when_orphaned, worker_argv
 
     settings = Settings()
     if args.host:
         settings.host = args.host
     if args.port:
         settings.port = args.port
+    if refused := workers_refused(args.workers, settings.database_url):
+        print(f"serve: {refused}", file=sys.stderr)
+        return 2
     configure_logging(settings)
     if args.migrate:
         cmd_migrate(args)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=5)
+    if args.workers > 1:   # migrations ran once, above; each worker opens its own connections
+        return Supervisor(worker_argv(settings.host, settings.port), args.workers).run()
+    app = create_app(settings)
+    if args.worker:
+        app.cleanup_ctx.append(stop_when_orphaned)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, shutdown_timeout=5,
+                reuse_port=args.worker or None)
     return 0
+
+
+def workers_refused(workers: int, database_url: str) -> str | None:
+    """Why --workers cannot be used with this database, or None."""
+    if workers < 1:
+        return "--workers must be 1 or more"
+    if workers > 1 and not normalize_database_url(database_url).startswith("postgresql"):
+        return ("--workers above 1 needs PostgreSQL (SOCIALCRM_DATABASE_URL=postgresql://...): "
+                "SQLite is the single-process default, one writer at a time")
+    return None
 
 
 def read_password() -> str:
@@ -157,6 +186,35 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
         return 2
     where = f"the key file {done.key_file} (old keys kept after it)" if done.key_file else "the printed key"
     print(f"re-encrypted the secrets of {done.channels} channel(s) with {where}; restart the server")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Into the configured database (migrated first); a second run with another --seed adds more."""
+    from socialcrm.db import make_engine
+    from socialcrm.migrate import upgrade
+    from socialcrm.registry import Registry
+    from socialcrm.seed import Options, seed
+    from socialcrm.vault import Vault
+
+    settings = Settings()
+    upgrade(settings.database_url)
+
+    async def run() -> object:
+        engine = make_engine(settings.database_url)
+        try:
+            return await seed(engine, Registry.from_entry_points(), Vault.from_settings(settings), Options(
+                args.conversations, args.days, args.agents, args.seed, args.channels))
+        finally:
+            await engine.dispose()
+
+    try:
+        done = asyncio.run(run())
+    except ValueError as exc:
+        print(f"seed: {exc}", file=sys.stderr)
+        return 2
+    print(f"seeded {done.conversations} conversations, {done.messages} messages, {done.events} events "
+          f"on {len(done.channels)} channels with {len(done.agents)} agents")
     return 0
 
 

@@ -70,6 +70,9 @@ class Capabilities:
     deletes: bool = False
     attachments: bool = False
     moderation: frozenset[str] = frozenset()    # of "hide", "unhide", "delete"
+    #: Sends per second the platform allows one account by default (None: none documented); the
+    #: outbox paces below it. A channel setting `send_rate_per_second` overrides it.
+    send_rate_per_second: float | None = None
 
     def max_length(self, public: bool) -> int | None:
         return self.max_length_public if public else self.max_length_private
@@ -135,6 +138,9 @@ class NormalizedEvent:
     target_external_id: str | None = None
     #: Kind-specific facts: {"status": "failed", "error": ...}, {"emoji": "👍", "action": "react"},
     #: {"moderation": "hidden"} on an edit, {"reachable": False} on a status about the author.
+    #: On a new item, {"language": "nb"} when the platform's payload names a language: always the
+    #: lowercase primary subtag ("en-US"/"en_US" -> "en"), made by socialcrm.payload.language_code;
+    #: absent when the platform says nothing (ingest fills Conversation.language from it).
     detail: dict[str, Any] = field(default_factory=dict)
     #: The platform account the event was delivered for (Meta page id, phone number id), used to
     #: route one app-wide callback to the right channel. None when the URL already names it.

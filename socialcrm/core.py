@@ -12,10 +12,11 @@ from datetime import datetime, timezone
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from socialcrm import sla_policies
 from socialcrm.channels import ChannelStore
 from socialcrm.config import Settings
 from socialcrm.db import make_engine, make_sync_engine, optimize
-from socialcrm.live import Hub
+from socialcrm.live import hub_for
 from socialcrm.outbox import Dispatcher
 from socialcrm.receipts import Pipeline
 from socialcrm.registry import Registry
@@ -31,7 +32,7 @@ class Core:
     def __init__(self, settings: Settings, engine: AsyncEngine, registry: Registry, http: httpx.AsyncClient,
                  vault: Vault) -> None:
         self.settings, self.engine, self.registry, self.http, self.vault = settings, engine, registry, http, vault
-        self.hub = Hub()
+        self.hub = hub_for(engine.url.render_as_string(hide_password=False))
         self.channels = ChannelStore(engine, registry, vault, http, settings)
         self.sync_engine = make_sync_engine(settings.database_url)
         self.pipeline = Pipeline(engine, self.channels, self.hub, self.sync_engine)
@@ -48,7 +49,12 @@ class Core:
                    Vault.from_settings(settings))
 
     async def start(self, run_scheduler: bool | None = None) -> None:
+        defaults = sla_policies.Defaults.from_settings(self.settings)
+        for engine in (self.engine, self.sync_engine):
+            if engine is not None:      # the SQLite writer's own engine reads the SLA setup too
+                sla_policies.use_defaults(engine, defaults)
         await optimize(self.engine)
+        await self.hub.start()
         await self.pipeline.start()
         if self.settings.run_scheduler if run_scheduler is None else run_scheduler:
             self.scheduler = build_scheduler(self)
@@ -58,8 +64,10 @@ class Core:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        await self.dispatcher.stop()
         await self.pipeline.wait_idle()
         await self.pipeline.stop()
+        await self.hub.stop()
         await self.http.aclose()
         await self.engine.dispose()
         if self.sync_engine is not None:

@@ -12,14 +12,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from socialcrm import models  # noqa: F401  (registers the tables on the metadata)
+from socialcrm import search
 from socialcrm.config import normalize_database_url
+
+
+#: How long a SQLite writer waits for another one's lock before giving up; a webhook then
+#: answers 503 and the platform retries.
+SQLITE_BUSY_SECONDS = 5.0
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create the engine; SQLite gets WAL, a busy timeout and foreign keys on every connection."""
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 5}, **kwargs)
+        engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, **kwargs)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     if "poolclass" not in kwargs:
@@ -37,7 +43,7 @@ def make_sync_engine(url: str) -> sa.Engine | None:
     if not url.startswith("sqlite"):
         return None
     engine = sa.create_engine(url.replace("sqlite+aiosqlite://", "sqlite://", 1),
-                              connect_args={"timeout": 5, "check_same_thread": False})
+                              connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False})
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
@@ -45,10 +51,18 @@ def make_sync_engine(url: str) -> sa.Engine | None:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database could not be reached, went away mid-statement or stayed locked: the same
+    work may succeed later, so answer 503 (or keep the work pending) rather than fail it."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+    return isinstance(exc, (OSError, TimeoutError, sa.exc.TimeoutError))
 
 
 def is_sqlite(engine_or_conn: AsyncEngine | AsyncConnection) -> bool:
@@ -71,10 +85,12 @@ async def create_all(engine: AsyncEngine) -> None:
     """Create the schema directly from the models (tests); production uses `socialcrm migrate`."""
     async with engine.begin() as conn:
         await conn.run_sync(models.SQLModel.metadata.create_all)
+        await search.create_index_objects(conn)   # full-text objects live outside the metadata
 
 
 async def drop_all(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
+        await search.drop_index_objects(conn)
         await conn.run_sync(models.SQLModel.metadata.drop_all)
 
 

@@ -59,8 +59,41 @@ async def _ensure_channel(engine: sa.ext.asyncio.AsyncEngine, settings: Settings
     channel_id = await create_channel(engine, Registry.from_entry_points(), vault, connector="simulator",
                                       name="Simulated brand", team_id=team_id, settings={
                                           "account_id": "brand", "webhook_secret": webhook_secret,
-                                          "api_token": token, "api_base_url": f"http://127.0.0.1:{platform_port}"})
+                                          "api_token": token, "api_base_url": f"http://127.0.0.1:{platform_port}"},
+                                      csat_enabled=True)   # resolving a private conversation sends a survey link
     return channel_id, webhook_secret, token
+
+
+#: Help articles and team answers for the demo brand (example.com is reserved: never a real site).
+DEMO_ARTICLES = (("Returns and refunds", "https://example.com/help/returns"),
+                 ("Track your order", "https://example.com/help/tracking"))
+DEMO_ANSWERS = (
+    ("Refund on its way", "en", "refund, returns",
+     "Hi {customer_first_name}, sorry for the wait! Refunds reach your account within 5 working days. "
+     "How returns work: {help:1}\n{agent_first_name}"),
+    ("Hvor er pakken?", "nb", "order, tracking",
+     "Hei {customer_first_name}! Du kan følge pakken din her: {help:2} Ordrenummeret står i bekreftelsen. "
+     "Hilsen {agent_first_name}"),
+    ("Tack för ditt tålamod", "sv", "apology",
+     "Hej {customer_first_name}! Tack för ditt tålamod, vi tittar på det nu. /{agent_first_name}"),
+)
+
+
+async def _ensure_answers(engine: sa.ext.asyncio.AsyncEngine) -> None:
+    """A few help articles and team standard answers, once (a restarted demo keeps the lead's edits)."""
+    article_t, answer_t, now = models.HelpArticle.__table__, models.StandardAnswer.__table__, models.utcnow()
+    async with engine.begin() as conn:
+        if await conn.scalar(sa.select(sa.func.count()).select_from(article_t)):
+            return
+        team_id = await conn.scalar(sa.select(models.Team.__table__.c.id).where(models.Team.__table__.c.name == TEAM))
+        ids = [(await conn.execute(article_t.insert().values(title=title, url=url, active=True, created_at=now,
+                                                             updated_at=now).returning(article_t.c.id))).scalar_one()
+               for title, url in DEMO_ARTICLES]
+        for title, language, tags, body in DEMO_ANSWERS:
+            body = body.replace("{help:1}", f"{{help:{ids[0]}}}").replace("{help:2}", f"{{help:{ids[1]}}}")
+            await conn.execute(answer_t.insert().values(title=title, body=body, tags=tags.replace(" ", ""),
+                                                        language=language, team_id=team_id, created_at=now,
+                                                        updated_at=now))
 
 
 async def prepare(settings: Settings, platform_port: int) -> tuple[dict[str, str], int, str, str]:
@@ -68,6 +101,7 @@ async def prepare(settings: Settings, platform_port: int) -> tuple[dict[str, str
     try:
         passwords = await _ensure_users(engine)
         channel_id, secret, token = await _ensure_channel(engine, settings, platform_port)
+        await _ensure_answers(engine)
     finally:
         await engine.dispose()
     return passwords, channel_id, secret, token

@@ -4,6 +4,9 @@ The queue is `status = 'open'` ordered by `priority DESC, waiting_since ASC`, wh
 `ix_conversation_queue` serves directly, so the first 50 rows come out without a sort even on
 a million conversations. Counts are bounded for the same reason ("99+"): past a hundred, the number no longer changes what an agent does.
 
+Filters (socialcrm/filters.py) replace the tabs with any combination of channel, tag, status,
+assignee, visibility and language; they use the same row query and order, paged.
+
 Visibility is decided here, once: an agent sees the conversations of their teams; leads and
 admins see all. A conversation the viewer may not see is reported as missing (None), so the
 page answers 404 and does not reveal that it exists.
@@ -11,14 +14,15 @@ page answers 404 and does not reveal that it exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from socialcrm import models
+from socialcrm import filters, models, tags
+from socialcrm.filters import Filters
 from socialcrm.models import utcnow
 from socialcrm.users import Viewer
 
@@ -50,6 +54,9 @@ class InboxRow:
     sla_left: timedelta | None         # sla_due_at - now; negative means overdue
     assignee_id: int | None
     assignee_name: str
+    #: "breaching soon": the clock has used the team's at-risk share of its target, not all of it.
+    at_risk: bool = False
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class InboxView:
     tab: str
     tabs: list[Tab]
     rows: list[InboxRow]
+    filters: Filters | None = None     # a filtered view (tab ""), else one of the tabs
+    has_next: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,22 @@ async def view(engine: AsyncEngine, viewer: Viewer, tab: str, now: datetime | No
         return InboxView(tab, await _tabs(conn, viewer), await _queue(conn, viewer, tab, now or utcnow()))
 
 
+async def filtered_view(engine: AsyncEngine, viewer: Viewer, f: Filters, now: datetime | None = None) -> InboxView:
+    """A page of the conversations matching `f` (tab ""), with the tab counts for the tab bar."""
+    where = [*filters.where(f, viewer.id), *_visible(viewer)]
+    async with engine.connect() as conn:
+        rows = await _rows(conn, where, now or utcnow(), PAGE_SIZE + 1, (f.page - 1) * PAGE_SIZE)
+        return InboxView("", await _tabs(conn, viewer), rows[:PAGE_SIZE], f, len(rows) > PAGE_SIZE)
+
+
+async def channel_choices(engine: AsyncEngine, viewer: Viewer) -> list[Any]:
+    """Channels of the viewer's teams (id, name, connector), for the channel filter."""
+    where = [] if viewer.sees_all else [channel_t.c.team_id.in_(sorted(viewer.team_ids) or [-1])]
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(channel_t.c.id, channel_t.c.name, channel_t.c.connector)
+                                        .where(*where).order_by(channel_t.c.name, channel_t.c.id))).all())
+
+
 async def queue(engine: AsyncEngine, viewer: Viewer, tab: str, now: datetime | None = None) -> list[InboxRow]:
     """The first PAGE_SIZE conversations of a tab, most urgent first."""
     async with engine.connect() as conn:
@@ -113,22 +138,30 @@ async def queue(engine: AsyncEngine, viewer: Viewer, tab: str, now: datetime | N
 
 
 async def _queue(conn: AsyncConnection, viewer: Viewer, tab: str, now: datetime) -> list[InboxRow]:
+    return await _rows(conn, _tab_filter(tab, viewer), now)
+
+
+async def _rows(conn: AsyncConnection, where: list[Any], now: datetime, limit: int = PAGE_SIZE,
+                offset: int = 0) -> list[InboxRow]:
+    """A page of rows in queue order (the order the queue indexes serve), with their tags."""
     customer = sa.func.coalesce(sa.func.nullif(identity_t.c.name, ""), contact_t.c.name)
     assignee = sa.func.coalesce(sa.func.nullif(user_t.c.display_name, ""), user_t.c.username)
     stmt = (
         sa.select(conv_t.c.id, conv_t.c.public, conv_t.c.status, conv_t.c.last_message_preview,
-                  conv_t.c.waiting_since, conv_t.c.sla_due_at, conv_t.c.assignee_id,
+                  conv_t.c.waiting_since, conv_t.c.sla_due_at, conv_t.c.sla_risk_at, conv_t.c.assignee_id,
                   channel_t.c.name.label("channel_name"), channel_t.c.connector,
                   customer.label("customer_name"), identity_t.c.handle, assignee.label("assignee_name"))
         .select_from(conv_t.join(channel_t, channel_t.c.id == conv_t.c.channel_id)
                      .join(contact_t, contact_t.c.id == conv_t.c.contact_id)
                      .join(identity_t, identity_t.c.id == conv_t.c.identity_id)
                      .outerjoin(user_t, user_t.c.id == conv_t.c.assignee_id))
-        .where(*_tab_filter(tab, viewer))
+        .where(*where)
         .order_by(conv_t.c.priority.desc(), conv_t.c.waiting_since.asc(), conv_t.c.id.asc())
-        .limit(PAGE_SIZE)
+        .limit(limit).offset(offset)
     )
-    return [_inbox_row(r, now) for r in (await conn.execute(stmt)).all()]
+    rows = [_inbox_row(r, now) for r in (await conn.execute(stmt)).all()]
+    labels = await tags.tags_of(conn, [r.id for r in rows])
+    return [replace(r, tags=tuple(labels[r.id])) for r in rows]
 
 
 def _inbox_row(r: Any, now: datetime) -> InboxRow:
@@ -139,6 +172,7 @@ def _inbox_row(r: Any, now: datetime) -> InboxRow:
         waiting=(now - r.waiting_since) if r.waiting_since else None,
         sla_left=(r.sla_due_at - now) if r.sla_due_at else None,
         assignee_id=r.assignee_id, assignee_name=r.assignee_name or "",
+        at_risk=r.sla_due_at is not None and r.sla_risk_at is not None and r.sla_risk_at <= now < r.sla_due_at,
     )
 
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from socialcrm import ingest_bulk, models, sla
+from socialcrm import ingest_bulk, linked_threads, models, sla
 from socialcrm.connector import ITEM_KINDS, NormalizedEvent
 from socialcrm.db import insert
 from socialcrm.eventlog import log_event_sync as log_event
@@ -85,6 +85,7 @@ def apply_sync(conn: Connection, channel: ChannelInfo, events: list[NormalizedEv
             _apply_change(conn, channel.id, event.target_external_id or event.external_id,
                                 event.kind, clean_text(event.text), event.detail, event.created_at, result)
     _flush(conn, channel, run, result, now)
+    result.conversations |= linked_threads.link_after_ingest(conn, channel.id, events, now)
     return result
 
 
@@ -140,7 +141,7 @@ def _ingest_echo(conn: Connection, ch: ChannelInfo, ev: NormalizedEvent, res: In
         return
     res.new_messages.append(message_id)
     res.conversations.add(conv_id)
-    _record_native_reply(conn, conv_id, ev.created_at, text)
+    _record_native_reply(conn, conv_id, ev.created_at, text, automated=ev.detail.get("automated") is True)
     _apply_pending(conn, ch.id, ev.external_id, res)
 
 
@@ -225,13 +226,20 @@ def _attachment_json(a: Any) -> dict[str, Any]:
     return {"kind": a.kind, "url": a.url, "mime_type": a.mime_type, "name": clean_text(a.name)}
 
 
-def _record_native_reply(conn: Connection, conv_id: int, at: datetime, text: str) -> None:
-    """A reply made in the platform's own app answers the customer just like ours would."""
+def _record_native_reply(conn: Connection, conv_id: int, at: datetime, text: str, automated: bool = False) -> None:
+    """A reply made in the platform's own app answers the customer just like ours would.
+
+    Unless a machine sent it: a connector marks an echo {"automated": true} when the platform
+    says an app or automation sent it (auto-replies, away messages, bots). That is logged for
+    the record but stops no SLA clock: only people answer.
+    """
     conv = (conn.execute(sa.select(conversation_t.c.first_response_at, conversation_t.c.waiting_since,
                                          conversation_t.c.public).where(conversation_t.c.id == conv_id))).one()
     values: dict[str, Any] = {"last_message_at": at, "last_message_preview": preview(text)}
-    if conv.waiting_since is not None and at >= conv.waiting_since:
-        values |= {"waiting_since": None, "sla_due_at": None, "priority": sla.priority(conv.public, None)}
+    if automated:
+        log_event(conn, conv_id, "responded", at=at, detail={"via": "native app", "automated": True})
+    elif conv.waiting_since is not None and at >= conv.waiting_since:
+        values |= sla.row_values(None, conv.public, None, at)
         if conv.first_response_at is None:
             values["first_response_at"] = at
             log_event(conn, conv_id, "first_response", at=at, detail={"via": "native app"})

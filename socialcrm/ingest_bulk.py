@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from socialcrm import models, sla
+from socialcrm import models, sla, sla_policies
 from socialcrm.connector import NormalizedEvent
 from socialcrm.db import insert
 from socialcrm.eventlog import event_row
 from socialcrm.eventlog import log_events_sync as log_events
 from socialcrm.models import utcnow
+from socialcrm.payload import language_code
 from socialcrm.text import clean_text, preview
 
 if TYPE_CHECKING:
@@ -33,8 +34,12 @@ conversation_t = models.Conversation.__table__
 message_t = models.Message.__table__
 pending_t = models.PendingChange.__table__
 
-CONV_FIELDS = ("status", "waiting_since", "sla_due_at", "last_message_at", "last_customer_message_at",
-               "last_message_preview", "reply_to_external_id", "priority", "identity_id", "contact_id")
+CONV_FIELDS = ("status", "waiting_since", "sla_due_at", "sla_risk_at", "last_message_at", "last_customer_message_at",
+               "last_message_preview", "reply_to_external_id", "priority", "identity_id", "contact_id", "snoozed_until",
+               "language")
+#: Waiting on the customer, by hand ("pending") or until a time ("snoozed"): the customer writing
+#: resumes the paused clock rather than starting a new one.
+PAUSED = ("pending", "snoozed")
 
 
 def thread_key(event: NormalizedEvent, customer_external_id: str) -> str:
@@ -53,6 +58,7 @@ class ConvState:
     self_owned: bool
     values: dict[str, Any]
     changed: bool = False
+    followers: int | None = None
 
 
 def ingest_customer_items(conn: Connection, ch: ChannelInfo, events: list[NormalizedEvent],
@@ -66,12 +72,15 @@ def ingest_customer_items(conn: Connection, ch: ChannelInfo, events: list[Normal
     convs, log = _conversations(conn, ch, events, identities, keys)
     stored = _insert_messages(conn, ch.id, events, identities, convs, keys)
     res.duplicates += len(events) - len(stored)
+    setup = sla_policies.cached_setup_sync(conn)
+    paused = [c for c in convs.values() if c.values["status"] in PAUSED]
     for ev in events:
         if ev.external_id in stored:
             conv = convs[keys[ev.external_id]]
-            _fold_customer_message(ch, conv, ev, identities[ev.author.external_id], now, log)
+            _fold_customer_message(ch, conv, ev, identities[ev.author.external_id], now, log, setup)
             res.new_messages.append(stored[ev.external_id])
             res.conversations.add(conv.id)
+    _resume_paused(conn, ch, [c for c in paused if c.changed], log, setup, now)
     _write_conversations(conn, [c for c in convs.values() if c.changed])
     log_events(conn, log)
     return list(stored)
@@ -196,7 +205,7 @@ def _conversations(conn: Connection, ch: ChannelInfo, events: list[NormalizedEve
             rows.append({"channel_id": ch.id, "team_id": ch.team_id, "contact_id": contact_id,
                          "identity_id": identity_id, "thread_key": key, "thread_external_id": ev.thread_external_id,
                          "public": ev.public, "status": "open", "priority": 0, "created_at": utcnow(),
-                         "last_message_preview": "", "assignment_reason": ""})
+                         "last_message_preview": "", "assignment_reason": "", "language": event_language(ev)})
         conn.execute(insert(conn, conversation_t).on_conflict_do_nothing(
             index_elements=["channel_id", "thread_key"]), rows)
         created = _select_conversations(conn, ch.id, missing)
@@ -236,25 +245,65 @@ def _insert_messages(conn: Connection, channel_id: int, events: list[NormalizedE
 
 
 def _fold_customer_message(ch: ChannelInfo, conv: ConvState, ev: NormalizedEvent, who: tuple[int, int],
-                           now: datetime, log: list[dict]) -> None:
+                           now: datetime, log: list[dict], setup: sla_policies.SlaSetup) -> None:
     """What one customer message does to its conversation: the SLA clock, reopening, the preview."""
     v, at = conv.values, min(ev.created_at, now)
+    first_ever = v["last_customer_message_at"] is None
     v["last_customer_message_at"] = at
+    if not v["language"]:
+        v["language"] = event_language(ev)
     if v["last_message_at"] is None or at >= v["last_message_at"]:
         v |= {"last_message_at": at, "last_message_preview": preview(clean_text(ev.text)) or "(attachment)",
               "reply_to_external_id": ev.external_id}
+    conv.changed = True
+    if v["status"] == "spam":
+        # Kept, but out of every queue whatever the sender writes next; an agent can take it back.
+        log.append(event_row(conv.id, "customer_message", at=at))
+        return
     if v["status"] == "resolved":
         log.append(event_row(conv.id, "reopened", at=at))
+    conv.followers = ev.author.followers
     if v["waiting_since"] is None or v["status"] == "resolved":
-        minutes = ch.sla_public_minutes if conv.public else ch.sla_private_minutes
-        due = sla.first_response_due(at, minutes)
-        v |= {"waiting_since": at, "sla_due_at": due, "priority": sla.priority(conv.public, due, ev.author.followers)}
-    v["status"] = "open"
+        # The first customer message starts the first-response clock; any later one that finds
+        # nobody waiting (we answered, or it was resolved) starts a next-response clock.
+        policy = _policy(ch, conv.public, setup)
+        minutes = policy.first_response_minutes if first_ever else policy.next_response_minutes
+        clock = sla.start_clock(policy.calendar, at, minutes, policy.at_risk_fraction)
+        v |= sla.row_values(clock, conv.public, ev.author.followers, now)
+    v["status"], v["snoozed_until"] = "open", None
     if conv.self_owned:  # the brand wrote first (an echo); the conversation now belongs to the customer
         v["identity_id"], v["contact_id"] = who
         conv.self_owned = False
     conv.changed = True
     log.append(event_row(conv.id, "customer_message", at=at))
+
+
+def event_language(ev: NormalizedEvent) -> str:
+    """The customer's language as the platform reported it, "" when it did not.
+
+    Only customer items set it: it is what the conversation is routed and answered in, so the
+    first one known stays (a brand echo's language is the brand's, not the customer's)."""
+    return language_code(ev.detail.get("language")) or ""
+
+
+def _policy(ch: ChannelInfo, public: bool, setup: sla_policies.SlaSetup) -> sla_policies.SlaPolicy:
+    """The channel store's first-response target (it follows the channel page at once) in the team's policy."""
+    first = ch.sla_public_minutes if public else ch.sla_private_minutes
+    return setup.policy_in_team(ch.team_id, ch.id, public, first)
+
+
+def _resume_paused(conn: Connection, ch: ChannelInfo, convs: list[ConvState], log: list[dict],
+                   setup: sla_policies.SlaSetup, now: datetime) -> None:
+    """A customer wrote to a conversation waiting on them: a clock paused by "pending" goes on
+    with the time it had already used, so its deadline comes from the log (one query, and only
+    for the rare paused conversations of this run)."""
+    if not convs:
+        return
+    stored = sla_policies.events_of_sync(conn, [c.id for c in convs])
+    for conv in convs:
+        events = stored[conv.id] + [sla_policies.event_from_row(r) for r in log if r["conversation_id"] == conv.id]
+        conv.values |= sla_policies.clock_values(events, _policy(ch, conv.public, setup), conv.public,
+                                                 conv.followers, now)
 
 
 def _write_conversations(conn: Connection, states: list[ConvState]) -> None:

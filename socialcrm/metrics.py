@@ -15,6 +15,10 @@ The rules (issue 5):
   never counts) and closes an unanswered response clock: "breached" if already over its target,
   otherwise "closed" (no reply was needed), which is left out of every figure.
 - A clock still running past its target is already "breached"; "running" means still in time.
+- "linked" (issue 7, linked_threads.py): this private conversation continues a public comment
+  we already answered privately, so its first customer message starts a next-response clock.
+- "spam" (issue 7) leaves the conversation without any clock until a "not_spam" takes it back:
+  no answer was owed, so it counts neither for nor against anyone.
 """
 
 from __future__ import annotations
@@ -97,6 +101,8 @@ class Clock:
     agent_id: int | None = None
     segments: tuple[Segment, ...] = ()
     why: Callable[[], str] = field(default=lambda: "", repr=False, compare=False)
+    #: Ended for good: answered, or closed by resolving (even when it had breached by then).
+    stopped: bool = False
 
     @cached_property
     def explanation(self) -> str:
@@ -109,7 +115,7 @@ class Clock:
 
     @property
     def is_open(self) -> bool:
-        return self.answered_at is None and self.status in ("running", "breached")
+        return not self.stopped and self.answered_at is None and self.status in ("running", "breached")
 
     @property
     def paused(self) -> bool:
@@ -155,6 +161,7 @@ class _State:
     public: bool | None = None
     agent_responses: int = 0
     last_resolve: Event | None = None
+    spam: bool = False
     done: list[tuple[_Run, str, Event | None]] = field(default_factory=list)  # (run, how it ended, event)
 
 
@@ -232,10 +239,18 @@ def _on_created(st: _State, ev: Event) -> None:
     st.public = ev.detail.get("public", st.public)
 
 
+def _on_linked(st: _State, ev: Event) -> None:
+    st.first_seen = True
+
+
+def _on_spam(st: _State, ev: Event) -> None:
+    st.spam = ev.kind == "spam"
+
+
 HANDLERS: dict[str, Callable[[_State, Event], None]] = {
     "created": _on_created, "customer_message": _on_customer, "first_response": _on_response,
     "responded": _on_response, "pending": _on_pending, "open": _on_open, "resolved": _on_resolved,
-    "reopened": _on_reopened,
+    "reopened": _on_reopened, "linked": _on_linked, "spam": _on_spam, "not_spam": _on_spam,
 }
 
 
@@ -245,6 +260,10 @@ def timeline(events: Sequence[Event], policy: SlaPolicy, now: datetime, *, conve
     st = _State()
     for ev in sorted((e for e in events if e.at <= now), key=lambda e: e.at):
         HANDLERS.get(ev.kind, lambda s, e: None)(st, ev)
+    if st.spam:
+        # Marked spam (and not taken back): no work was owed, so no clock counts for or against anyone.
+        return Timeline(None, (), None, policy, now, st.public, st.agent_responses, conversation_id,
+                        dict(attrs or {}))
     clocks = [_finish(run, how, ev, policy, now) for run, how, ev in st.done]
     if st.response:
         clocks.append(_finish(st.response, "running", None, policy, now))
@@ -297,7 +316,8 @@ def _finish(run: _Run, how: str, ev: Event | None, policy: SlaPolicy, now: datet
     answered = ev.at if ev and how == "answered" else None
     agent = ev.user_id if ev and how == "answered" else None
     why = partial(explain, cal, run.kind, run.reason, segments, how, ev, now, used, target, status)
-    return Clock(run.kind, segments[0][0], due, answered, used, target, status, agent, segments, why)
+    return Clock(run.kind, segments[0][0], due, answered, used, target, status, agent, segments, why,
+                 stopped=how != "running")
 
 
 # -- explanations -------------------------------------------------------------------------
@@ -310,6 +330,11 @@ def _when(cal: BusinessCalendar, at: datetime, long: bool = False) -> str:
     local = at.astimezone(cal.zone)
     day = DAY_NAMES[local.weekday()] + (local.strftime(" %Y-%m-%d") if long else "")
     return f"{day} {local:%H:%M}"
+
+
+def local_time(cal: BusinessCalendar, at: datetime) -> str:
+    """'Fri 16:55' in the calendar's zone, with the date: what a timeline shows beside each step."""
+    return _when(cal, at, long=True)
 
 
 def explain(cal: BusinessCalendar, kind: str, reason: str, segments: Sequence[Segment], how: str,
@@ -386,3 +411,13 @@ def next_due(tl: Timeline) -> datetime | None:
     """The earliest deadline of a ticking response clock: what the router orders by."""
     dues = [c.due_at for c in tl.clocks if c.is_open and c.kind != RESOLUTION and c.due_at]
     return min(dues, default=None)
+
+
+def running_response(tl: Timeline) -> Clock | None:
+    """The ticking response clock (first or next) the conversation row's deadline mirrors."""
+    return next((c for c in tl.clocks if c.is_open and not c.paused and c.kind != RESOLUTION), None)
+
+
+def reached_at(tl: Timeline, clock: Clock, share: float) -> datetime:
+    """When `clock` has used `share` of its target (pauses skipped): 1.0 is its deadline."""
+    return _due(tl.policy.calendar, clock.segments, clock.target_seconds * share)

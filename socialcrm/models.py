@@ -95,7 +95,7 @@ class Channel(SQLModel, table=True):
     sla_public_minutes: int | None = None
     sla_private_minutes: int | None = None
     auto_assign: bool = True
-    #: Whether customers get a satisfaction survey (stored only; the survey itself is another issue).
+    #: Whether resolving a private conversation sends the customer a satisfaction survey (socialcrm.csat).
     csat_enabled: bool = False
     #: Appended to public replies on its own line; "{agent}" becomes the replying agent's name.
     reply_signature: str = ""
@@ -170,12 +170,24 @@ class Conversation(SQLModel, table=True):
     priority: int = Field(default=0, sa_column=sa.Column(sa.BigInteger(), nullable=False, server_default="0"))
     waiting_since: datetime | None = ts()
     sla_due_at: datetime | None = ts()
+    #: When the running response clock has used the team's at-risk share of its target (issue 5):
+    #: the inbox flags "breaching soon" from it and the SLA tick raises the priority then.
+    #: Read only while sla_due_at is set (answering, pausing and resolving clear the deadline).
+    sla_risk_at: datetime | None = ts()
     first_response_at: datetime | None = ts()
     last_customer_message_at: datetime | None = ts()
     last_message_at: datetime | None = ts()
     last_message_preview: str = ""
     assignee_id: int | None = Field(default=None, foreign_key="user.id")
     assignment_reason: str = ""
+    #: Working together (issue 7): when a snoozed conversation comes back (meaningful only while
+    #: status = 'snoozed'), why it was resolved, and the customer's language if the platform said.
+    snoozed_until: datetime | None = ts()
+    resolve_reason: str = Field(default="", sa_column=sa.Column(sa.String(300), nullable=False, server_default=""))
+    language: str = Field(default="", sa_column=sa.Column(sa.String(16), nullable=False, server_default=""))
+    #: One tracked thread (issue 7): the public conversation whose comment we answered privately,
+    #: when this private conversation is where the customer's answer arrived (linked_threads.py).
+    linked_from_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)
     created_at: datetime = created()
 
 
@@ -276,6 +288,154 @@ class OutboxEntry(SQLModel, table=True):
     sent_at: datetime | None = ts()
 
 
+# -- customer satisfaction (issue 5) --------------------------------------------------------
+
+class CsatSurvey(SQLModel, table=True):
+    """One satisfaction survey per conversation, sent in its private channel when it is resolved.
+
+    The link's token is a bearer secret, so only its SHA-256 is kept; answering is one
+    conditional UPDATE (unanswered and not expired), so a double tap cannot answer twice.
+    """
+
+    __table_args__ = (sa.Index("ix_csatsurvey_sent", "sent_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", unique=True)
+    channel_id: int = Field(foreign_key="channel.id")
+    team_id: int = Field(foreign_key="team.id")
+    #: Who resolved the conversation: the answer is credited to them.
+    agent_id: int | None = Field(default=None, foreign_key="user.id")
+    message_id: int | None = Field(default=None, foreign_key="message.id")
+    token_sha256: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
+    sent_at: datetime = created()
+    expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    answered_at: datetime | None = ts()
+    rating: int | None = None                               # 1..5
+    first_contact: bool | None = None                       # "did we solve it on the first contact?"
+    self_help: bool | None = None                           # "did we show you how to solve it yourself?"
+    comment: str = Field(default="", sa_column=sa.Column(sa.Text(), nullable=False, server_default=""))
+    details_at: datetime | None = ts()
+
+
+# -- SLA policies and business hours (issue 5) --------------------------------------------
+
+class ChannelSla(SQLModel, table=True):
+    """Next-response and resolution targets of one channel and visibility (None: the default).
+
+    The first-response target stays in Channel.sla_public_minutes / sla_private_minutes, which
+    the channel page edits too: one place per number.
+    """
+
+    channel_id: int = Field(foreign_key="channel.id", primary_key=True)
+    public: bool = Field(primary_key=True)
+    next_response_minutes: int | None = None
+    resolution_minutes: int | None = None
+
+
+class TeamCalendar(SQLModel, table=True):
+    """A team's business hours; without a row the team works 24/7 in Europe/Oslo."""
+
+    team_id: int = Field(foreign_key="team.id", primary_key=True)
+    tz: str = Field(default="Europe/Oslo", max_length=64)
+    always_open: bool = True
+    #: {"0": [["08:00", "16:00"]], ...}: weekday (Monday 0) to opening intervals, local wall time.
+    hours: dict = json_col({})
+    #: ISO dates ("2026-12-24") the team is closed.
+    holidays: list = json_col([])
+    #: Share of a target used after which a conversation counts as "breaching soon".
+    at_risk_fraction: float = 0.8
+    updated_at: datetime = created()
+
+
+# -- working together: tags and notifications (issue 7) -------------------------------------
+
+class ConversationTag(SQLModel, table=True):
+    """A free-text label on a conversation; the tag text itself is the key (normalised by tags.py)."""
+
+    __table_args__ = (sa.Index("ix_conversationtag_tag", "tag", "conversation_id"),)
+
+    conversation_id: int = Field(foreign_key="conversation.id", primary_key=True)
+    tag: str = Field(sa_column=sa.Column(sa.String(40), primary_key=True))
+    by_user_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = created()
+
+
+class Notification(SQLModel, table=True):
+    """Something a person should look at: today an @mention in an internal note (the stored mention)."""
+
+    __table_args__ = (sa.UniqueConstraint("message_id", "user_id", name="uq_notification_message_user"),
+                      # The bell counts unread ones; the list shows the newest: one index each.
+                      sa.Index("ix_notification_unread", "user_id", "read_at", "id"),
+                      sa.Index("ix_notification_user", "user_id", "id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id")
+    kind: str = Field(default="mention", max_length=20)
+    conversation_id: int = Field(foreign_key="conversation.id")
+    message_id: int | None = Field(default=None, foreign_key="message.id")
+    actor_user_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = created()
+    read_at: datetime | None = ts()
+
+
+# -- standard answers and help links (issue 7) -----------------------------------------------
+
+class StandardAnswer(SQLModel, table=True):
+    """A reusable reply: shared with a team (team_id) or personal to one agent (owner_id), never both.
+
+    `tags` is a comma-separated lower-case list so that one LIKE over title, body and tags
+    searches all three on SQLite and PostgreSQL alike.
+    """
+
+    __table_args__ = (sa.Index("ix_standardanswer_team", "team_id", "title"),
+                      sa.Index("ix_standardanswer_owner", "owner_id", "title"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(sa_column=sa.Column(sa.String(200), nullable=False))
+    body: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    tags: str = Field(default="", sa_column=sa.Column(sa.String(500), nullable=False, server_default=""))
+    #: A language code ("nb", "sv", "en") or "" for any.
+    language: str = Field(default="", sa_column=sa.Column(sa.String(16), nullable=False, server_default=""))
+    team_id: int | None = Field(default=None, foreign_key="team.id")
+    owner_id: int | None = Field(default=None, foreign_key="user.id")
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = created()
+    updated_at: datetime = created()
+
+
+class HelpArticle(SQLModel, table=True):
+    """One page of the brand's FAQ / knowledge base; archived, never deleted, so links already
+    sent to customers keep redirecting."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(sa_column=sa.Column(sa.String(200), nullable=False))
+    url: str = Field(sa_column=sa.Column(sa.String(2000), nullable=False))
+    active: bool = Field(default=True, sa_column=sa.Column(sa.Boolean(), nullable=False, server_default=sa.true()))
+    created_at: datetime = created()
+    updated_at: datetime = created()
+
+
+class HelpLink(SQLModel, table=True):
+    """The short redirect code of one help article in one conversation: a click on it says which
+    article, conversation, channel and agent guided a customer to self-help."""
+
+    __table_args__ = (sa.UniqueConstraint("article_id", "conversation_id", name="uq_helplink_article_conversation"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(sa_column=sa.Column(sa.String(16), nullable=False, unique=True))
+    article_id: int = Field(foreign_key="helparticle.id")
+    conversation_id: int = Field(foreign_key="conversation.id")
+    channel_id: int = Field(foreign_key="channel.id")
+    #: The agent who first put the link into a reply.
+    agent_id: int | None = Field(default=None, foreign_key="user.id")
+    #: The first reply that carried the link; NULL while it has only been inserted into a draft.
+    message_id: int | None = Field(default=None, foreign_key="message.id")
+    clicks: int = Field(default=0, sa_column=sa.Column(sa.Integer(), nullable=False, server_default="0"))
+    first_click_at: datetime | None = ts()
+    last_click_at: datetime | None = ts()
+    created_at: datetime = created()
+
+
 # -- administration -----------------------------------------------------------------------
 
 class AuditEntry(SQLModel, table=True):
@@ -300,6 +460,68 @@ class LoginThrottle(SQLModel, table=True):
     failures: int = 0
     window_started_at: datetime = created()
     locked_until: datetime | None = ts()
+
+
+# -- several processes (issue 8) ------------------------------------------------------------
+
+class JobRun(SQLModel, table=True):
+    """When a periodic job (SLA tick, receipts sweep, ...) last started in any process.
+
+    Claimed with one conditional upsert (socialcrm.coordination.claim_period), so of several
+    server processes exactly one runs each period; the others see the row and skip.
+    """
+
+    name: str = Field(sa_column=sa.Column(sa.String(100), primary_key=True))
+    last_run_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    #: "host:pid" of the process that ran it last, for the operator reading the table.
+    run_by: str = Field(default="", sa_column=sa.Column(sa.String(200), nullable=False, server_default=""))
+
+
+# -- one customer: merge suggestions (issue 7) ------------------------------------------------
+
+class MergeSuggestion(SQLModel, table=True):
+    """Two contacts that look like one person, and why; only an agent merges them (socialcrm.merge).
+
+    One row per pair (the older contact keeps, the newer joins it), so a dismissed pair is never
+    suggested again. `moved` records the identities and conversations an accept moved: undo
+    moves exactly those back.
+    """
+
+    __table_args__ = (
+        sa.UniqueConstraint("keep_contact_id", "merge_contact_id", name="uq_merge_pair"),
+        sa.Index("ix_merge_keep", "keep_contact_id", "status"),
+        sa.Index("ix_merge_other", "merge_contact_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    keep_contact_id: int = Field(foreign_key="contact.id")
+    merge_contact_id: int = Field(foreign_key="contact.id")
+    kind: str = Field(max_length=20)                        # email | phone | handle | name_avatar
+    reason: str = Field(sa_column=sa.Column(sa.Text(), nullable=False))
+    status: str = Field(default="open", max_length=10)      # open | accepted | dismissed
+    moved: dict = json_col({})
+    created_at: datetime = created()
+    decided_at: datetime | None = ts()
+    decided_by: int | None = Field(default=None, foreign_key="user.id")
+
+
+class ContactPoint(SQLModel, table=True):
+    """An e-mail address or phone number a customer wrote to us, normalised, per identity."""
+
+    __table_args__ = (sa.UniqueConstraint("kind", "value", "identity_id", name="uq_contact_point"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=10)                        # email | phone
+    value: str = Field(max_length=320)
+    identity_id: int = Field(foreign_key="identity.id", index=True)
+    message_id: int = Field(foreign_key="message.id")
+
+
+class MergeScan(SQLModel, table=True):
+    """How far merge detection has read ('messages', 'identities'): each run reads only what is new."""
+
+    name: str = Field(sa_column=sa.Column(sa.String(20), primary_key=True))
+    last_id: int = 0
 
 
 metadata = SQLModel.metadata

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from socialcrm import models, sla
+from socialcrm import helplinks, models, sla
 from socialcrm.channels import LoadedChannel
 from socialcrm.eventlog import log_event
 from socialcrm.models import utcnow
@@ -155,7 +155,7 @@ def window_note(channel: LoadedChannel, w: Window) -> str:
     return ""
 
 
-async def _load(core: Core, conversation_id: int) -> tuple[Any, LoadedChannel]:
+async def load_conversation(core: Core, conversation_id: int) -> tuple[Any, LoadedChannel]:
     async with core.engine.connect() as conn:
         conv = (await conn.execute(sa.select(conversation_t, identity_t.c.external_id.label("customer_id"),
                                              identity_t.c.unreachable.label("customer_unreachable"))
@@ -171,7 +171,7 @@ async def _load(core: Core, conversation_id: int) -> tuple[Any, LoadedChannel]:
 
 async def composer_info(core: Core, conversation_id: int, agent: str = "") -> ComposerInfo:
     """`agent`: the viewer's display name, for the signature shown (else a placeholder)."""
-    conv, channel = await _load(core, conversation_id)
+    conv, channel = await load_conversation(core, conversation_id)
     signature = signature_for(channel, conv.public, agent or "(your name)")
     now = utcnow()
     w = window(channel, conv.last_customer_message_at, now) if not conv.public else Window("none", None)
@@ -216,14 +216,16 @@ async def _check_private_reply(core: Core, channel: LoadedChannel, conv: Any, no
 
 
 async def compose(core: Core, conversation_id: int, user_id: int, text: str, *, mode: str = "reply",
-                  template: dict[str, Any] | None = None) -> int:
+                  template: dict[str, Any] | None = None, seen_public_replies: int | None = None) -> int:
     """Validate and queue a reply in the customer's own channel; returns the message id.
 
     mode "reply" answers in the conversation's own visibility (public to public, private to
     private); "private_reply" answers a public comment with one private message (Meta).
+    seen_public_replies: the composer's collision marker (see collision.py); a public reply is
+    refused with collision.ReplyCollision if the thread has more public replies than that.
     """
     text = clean_text(text).replace("\r\n", "\n")
-    conv, channel = await _load(core, conversation_id)
+    conv, channel = await load_conversation(core, conversation_id)
     now = utcnow()
     public = conv.public and mode != "private_reply"
     if mode == "private_reply":
@@ -235,6 +237,9 @@ async def compose(core: Core, conversation_id: int, user_id: int, text: str, *, 
     if template:
         text = check_template(channel, template)
     else:
+        # A help article's own address becomes its counted short link; before the length check.
+        text = await helplinks.shorten_article_urls(core.engine, core.settings.public_url, text, conv.id,
+                                                    conv.channel_id, user_id)
         # Signed before the length check: the limit counts what the customer will see.
         text = signed(channel, public, text, await _agent_name(core, user_id)) if text.strip() else text
         check_text(channel, public, text)
@@ -244,7 +249,7 @@ async def compose(core: Core, conversation_id: int, user_id: int, text: str, *, 
                "human_agent": True, "mode": "template" if template else mode, "outside_window": w.outside,
                "template": template}
     message_id = await _queue(core, conv, user_id, text, public, "private_reply" if mode == "private_reply"
-                              else "message", payload, now)
+                              else "message", payload, now, guard=seen_public_replies if public else None)
     core.hub.publish({"type": "conversation", "conversation_id": conv.id, "team_id": conv.team_id})
     core.hub.publish({"type": "inbox", "team_id": conv.team_id})
     core.wake_dispatcher()
@@ -261,19 +266,37 @@ async def _kind_of(core: Core, channel_id: int, external_id: str | None) -> str 
 
 
 async def _queue(core: Core, conv: Any, user_id: int, text: str, public: bool, kind: str,
-                 payload: dict[str, Any], now: datetime) -> int:
+                 payload: dict[str, Any], now: datetime, guard: int | None = None) -> int:
     """The message and its outbox entry in one transaction: never one without the other."""
+    from socialcrm import collision  # collision subclasses ReplyRejected, defined above
+
     async with core.engine.begin() as conn:
-        message_id = (await conn.execute(message_t.insert().values(
-            conversation_id=conv.id, channel_id=conv.channel_id, direction="out", kind=kind,
-            public=public, author_user_id=user_id, text=text, in_reply_to_external_id=conv.reply_to_external_id,
-            attachments=[], status="queued", error="", moderation="", deleted=False, reactions={}, created_at=now,
-        ).returning(message_t.c.id))).scalar_one()
-        payload["idempotency_key"] = f"socialcrm-outbox-{message_id}"
-        await conn.execute(outbox_t.insert().values(
-            message_id=message_id, channel_id=conv.channel_id, status="pending", attempts=0, next_attempt_at=now,
-            last_error="", created_at=now, payload=payload))
+        if guard is not None:
+            await collision.claim(conn, conv.id, guard)
+        if kind == "private_reply":   # the one-per-comment rule, checked again under the lock
+            await collision.claim_private_reply(conn, conv.id, conv.reply_to_external_id)
+        message_id = await queue_message(conn, conv, user_id, text, public, kind, payload, now)
+        await helplinks.mark_sent(conn, core.settings.public_url, conv.id, message_id, text)
         await _record_response(conn, conv, user_id, text, now)
+    return message_id
+
+
+async def queue_message(conn: Any, conv: Any, user_id: int | None, text: str, public: bool, kind: str,
+                        payload: dict[str, Any], now: datetime) -> int:
+    """Insert an outbound message and its outbox entry on the caller's transaction.
+
+    Also used for messages no person wrote (the satisfaction survey): those pass user_id None
+    and do not call _record_response, so they never count as a response in the SLA figures.
+    """
+    message_id = (await conn.execute(message_t.insert().values(
+        conversation_id=conv.id, channel_id=conv.channel_id, direction="out", kind=kind,
+        public=public, author_user_id=user_id, text=text, in_reply_to_external_id=conv.reply_to_external_id,
+        attachments=[], status="queued", error="", moderation="", deleted=False, reactions={}, created_at=now,
+    ).returning(message_t.c.id))).scalar_one()
+    payload["idempotency_key"] = f"socialcrm-outbox-{message_id}"
+    await conn.execute(outbox_t.insert().values(
+        message_id=message_id, channel_id=conv.channel_id, status="pending", attempts=0, next_attempt_at=now,
+        last_error="", created_at=now, payload=payload))
     return message_id
 
 

@@ -3,6 +3,13 @@
 Every assignment says why, in the words the agent sees ("public post, 12 min to SLA, you
 had 2 of 5 open"). The conditional UPDATE (`assignee_id IS NULL`) makes two routers that
 run at once unable to assign one conversation twice.
+
+Capacity under concurrency: loads are read and used under one routing lock held to the end of
+the transaction (a PostgreSQL advisory transaction lock; SQLite's single writer serialises by
+itself), so routers in several processes never both fill an agent's last free place. While
+holding it a router never waits for anything else: it claims with SKIP LOCKED, leaving a
+conversation that another transaction is changing to that transaction's own routing pass.
+So the lock cannot be part of a deadlock.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from socialcrm import models, sla
+from socialcrm import coordination, models, sla
 from socialcrm.eventlog import event_row
 from socialcrm.eventlog import log_event_sync as log_event
 from socialcrm.eventlog import log_events_sync as log_events
@@ -97,6 +104,7 @@ def explain(public: bool, due: datetime | None, agent: Agent, now: datetime) -> 
 def route_sync(conn: Connection, now: datetime | None = None) -> list[Assigned]:
     """Assign waiting, unassigned conversations in priority order while agents have room."""
     now = now or utcnow()
+    coordination.xact_lock_sync(conn, "routing", 0)
     agents = online_agents_sync(conn)
     if not any(a.has_room for a in agents):
         return []
@@ -127,7 +135,9 @@ def _claim_all(conn: Connection, plan: list[Assigned], now: datetime) -> list[As
         return []
     by_id = {a.conversation_id: a for a in plan}
     c = conversation_t.c
-    stmt = conversation_t.update().where(c.id.in_(list(by_id)), c.assignee_id.is_(None)).values(
+    free = (sa.select(c.id).where(c.id.in_(list(by_id)), c.assignee_id.is_(None))
+            .with_for_update(skip_locked=True))     # never wait while holding the routing lock
+    stmt = conversation_t.update().where(c.id.in_(free.scalar_subquery()), c.assignee_id.is_(None)).values(
         assignee_id=sa.case({i: a.user_id for i, a in by_id.items()}, value=c.id),
         assignment_reason=sa.case({i: a.reason for i, a in by_id.items()}, value=c.id),
     ).returning(c.id)

@@ -79,6 +79,15 @@ async def database_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterato
 
 
 @pytest.fixture
+async def pg_url(pg_database_url: str) -> str:
+    """An emptied PostgreSQL database: what several processes share (skipped without PostgreSQL)."""
+    engine = make_engine(pg_database_url, poolclass=sa.pool.NullPool)
+    await _truncate(engine)
+    await engine.dispose()
+    return pg_database_url
+
+
+@pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = make_engine(database_url)
     yield engine

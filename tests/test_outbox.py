@@ -201,3 +201,28 @@ async def test_a_reply_stops_the_clock_and_records_the_first_response(database_u
             kinds = (await conn.execute(sa.select(models.ConversationEvent.__table__.c.kind))).scalars().all()
         assert conv.waiting_since is None and conv.first_response_at is not None
         assert "first_response" in kinds
+
+
+async def test_stopping_lets_a_send_in_flight_finish_and_records_it(database_url):
+    """A graceful shutdown must not cut off a reply the platform is accepting (that would be a
+    duplicate after the restart): stop() waits for it and records it as sent."""
+    import asyncio
+
+    async with running_core(database_url) as core, respx.mock(base_url=PLATFORM) as platform:
+        arrived = asyncio.Event()
+
+        async def slow_accept(request):
+            arrived.set()
+            await asyncio.sleep(0.3)
+            return OK
+
+        route = platform.post("/api/replies").mock(side_effect=slow_accept)
+        conv_id, agent = await conversation(core)
+        message_id = await replies.compose(core, conv_id, agent, "Vi er på saken")
+        await core.dispatcher.run_once(wait=0)          # the lane runs in the background
+        await asyncio.wait_for(arrived.wait(), 5)
+        await core.dispatcher.stop()
+        assert route.call_count == 1
+        sent = await message(core, message_id)
+        assert (sent.status, sent.external_id) == ("sent", "sim-out-1")
+        assert await core.dispatcher.run_once() == 0     # stopped: nothing new is claimed

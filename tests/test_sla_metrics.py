@@ -314,3 +314,14 @@ def test_first_contact_resolution() -> None:
     assert result.undecided == ("recent",) and result.rate_pct == 50.0
     assert fcr_outcome(logs["open"], now) is None
     assert fcr_outcome(conv(2, reopen_after_days=1), now) == "no"
+
+
+def test_a_conversation_marked_spam_has_no_clocks_until_taken_back() -> None:
+    unanswered = [customer(oslo(23, 9)), customer(oslo(23, 9, 5))]
+    breached = timeline(unanswered, ALWAYS_POLICY, oslo(23, 12))
+    assert breached.first_response is not None and breached.first_response.status == "breached"
+    spam = timeline([*unanswered, ev("spam", oslo(23, 9, 30))], ALWAYS_POLICY, oslo(23, 12))
+    assert (spam.first_response, spam.next_responses, spam.resolution) == (None, (), None)
+    taken_back = timeline([*unanswered, ev("spam", oslo(23, 9, 30)), ev("not_spam", oslo(23, 10))],
+                          ALWAYS_POLICY, oslo(23, 12))
+    assert taken_back.first_response is not None and taken_back.first_response.status == "breached"

@@ -16,6 +16,7 @@ from typing import Any
 from socialcrm.connector import Attachment, Author, MalformedPayload, NormalizedEvent
 from socialcrm.payload import clean_payload as clean
 from socialcrm.payload import field_str as _str
+from socialcrm.payload import language_detail
 
 from .marks import Mark, is_new, parse_time
 
@@ -133,9 +134,15 @@ def _post_event(item: Item, ctx: Context, kind: str) -> NormalizedEvent:
         kind=kind, public=True, external_id=item["uri"], thread_external_id=root or item["uri"],
         in_reply_to_external_id=parent, author=author, text=_text(record, item["uri"]),
         created_at=build_time(item), attachments=build_attachments(record.get("embed")),
-        raw=item, account_id=ctx.account_id,
+        detail=language_detail(first_language(record)), raw=item, account_id=ctx.account_id,
     )
     return replace(event, kind="echo") if author.is_self else event
+
+
+def first_language(record: Item) -> str | None:
+    """`langs` lists up to three languages, the main one first (the composer's choice)."""
+    langs = record.get("langs")
+    return langs[0] if isinstance(langs, list) and langs else None
 
 
 def build_author(item: Item, self_did: str) -> Author:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from socialcrm.connector import Attachment, Author, MalformedPayload, NormalizedEvent
+from socialcrm.payload import language_detail
 
 from .text import html_to_text
 
@@ -117,7 +118,7 @@ def build_status_event(status: Entity, account_id: str) -> NormalizedEvent:
         kind=kind, public=public, external_id=status["id"], thread_external_id=thread_of(status),
         in_reply_to_external_id=reply_to, author=author, text=status_text(status),
         created_at=parse_time(status, "created_at"), attachments=build_attachments(status),
-        raw=status, account_id=account_id,
+        detail=language_detail(status.get("language")), raw=status, account_id=account_id,
     )
 
 

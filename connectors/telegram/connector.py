@@ -72,6 +72,7 @@ class TelegramConnector(Connector):
         edits=True,                    # edited_message / edited_channel_post
         deletes=False,                 # bots are never told about deletions
         attachments=False,             # replies are text only
+        send_rate_per_second=30,       # "about 30 messages per second" per bot (Bot FAQ)
     )
     settings: TelegramSettings
 

@@ -20,6 +20,7 @@ from socialcrm.connector import (
     NormalizedEvent,
     UnsupportedEvent,
 )
+from socialcrm.payload import language_detail
 from socialcrm.text import clean_text, clean_tree, one_line
 
 from .content import build_content, field, integer, string
@@ -176,8 +177,18 @@ def build_item(update: Obj, message: Obj, bot_id: str, *, public_kind: str) -> N
         kind=kind, public=not private, external_id=f"{chat['id']}:{integer(message, 'message_id', where)}",
         thread_external_id=str(chat["id"]), in_reply_to_external_id=build_reply_to(message, chat["id"]),
         author=author, text=text, created_at=build_time(integer(message, "date", where)),
-        attachments=attachments, raw=update,
+        attachments=attachments, detail=sender_language(message), raw=update,
     )
+
+
+def sender_language(message: Obj) -> dict[str, str]:
+    """The person's `from.language_code`: their Telegram app's language, not the message's.
+
+    A message sent for a chat (sender_chat: channels, anonymous admins) has no person's language."""
+    user = message.get("from")
+    if isinstance(message.get("sender_chat"), dict) or not isinstance(user, dict):
+        return {}
+    return language_detail(user.get("language_code"))
 
 
 def located(update: Obj) -> str:

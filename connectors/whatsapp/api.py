@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from connectors.meta_common import raise_for_graph_error
+from connectors.meta_common.graph import USAGE_HEADERS
 from socialcrm.errors import (
     PermanentError,
     RateLimited,
@@ -29,6 +30,11 @@ PHONE_NUMBER_PATH = "/{version}/{phone_number_id}"
 #: holds the whole channel's queue on RateLimited, so we wait one refill, not minutes.
 PAIR_RATE_LIMIT = 131056
 PAIR_RATE_WAIT = 6.0
+#: Throughput: more than the number's messages per second. Meta answers it "until you are within
+#: your allowed level again", i.e. within a second; a Retry-After header, when sent, is obeyed,
+#: and usage headers, when sent, are read as for any Graph throttling error.
+THROUGHPUT_LIMIT = 130429
+THROUGHPUT_WAIT = 1.0
 #: "Something went wrong": Meta's catch-all, documented as temporary (HTTP 500 usually).
 TRANSIENT_CODES = {131000}
 #: WhatsApp's own permanent failures, in words an agent can act on (send errors and statuses).
@@ -63,11 +69,23 @@ def raise_for_error(response: httpx.Response) -> None:
     if code == PAIR_RATE_LIMIT:
         raise RateLimited(f"{PLATFORM}: too many messages to this customer in a short time; "
                           f"retrying in {PAIR_RATE_WAIT:g} s", retry_after=PAIR_RATE_WAIT, code=code)
+    if code == THROUGHPUT_LIMIT and not any(name in response.headers for name in USAGE_HEADERS):
+        wait = max(THROUGHPUT_WAIT, retry_after_header(response))
+        raise RateLimited(f"{PLATFORM}: more messages per second than this number may send; "
+                          f"retrying in {wait:g} s", retry_after=wait, code=code)
     if code in TRANSIENT_CODES:
         raise TransientError(f"{PLATFORM} failed for an unknown reason ({code}); retrying", code=code)
     if code in PLAIN_WORDS and response.status_code < 500:
         raise PermanentError(PLAIN_WORDS[code], code=code)
     raise_for_graph_error(response, PLATFORM)
+
+
+def retry_after_header(response: httpx.Response) -> float:
+    """Seconds a Retry-After header asks for (a number of seconds), 0 when there is none."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return 0.0
 
 
 def error_code(response: httpx.Response) -> int | None:

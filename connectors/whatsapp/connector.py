@@ -44,6 +44,9 @@ class WhatsAppSettings(BaseModel):
     api_version: str = Field(DEFAULT_VERSION, pattern=r"^v\d+\.\d+$", description="Graph API version")
     api_base_url: str = Field("https://graph.facebook.com", description="Graph API host (tests and proxies)")
     templates: list[TemplateSpec] = Field(default_factory=list, description="Approved templates, a JSON list")
+    send_rate_per_second: float | None = Field(
+        None, gt=0, le=1000, description="Messages per second this number may send: empty for Meta's default "
+        "of 80; 20 for a number also used in the WhatsApp Business app; 1000 after Meta's upgrade")
 
     @field_validator("business_account_id", mode="before")
     @classmethod
@@ -76,6 +79,7 @@ class WhatsAppConnector(Connector):
         max_length_private=4096,                    # text message body limit
         reply_window=timedelta(hours=24),           # customer service window from their last message
         templates_outside_window=True,              # after it, only an approved template
+        send_rate_per_second=80,                    # default throughput per business number (130429 beyond)
     )
     settings: WhatsAppSettings
 

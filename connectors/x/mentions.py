@@ -18,12 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from socialcrm.connector import Author, NormalizedEvent, TransientError
+from socialcrm.payload import language_detail
 
 from .normalize import clean, unescape
 
 MAX_PAGES = 10
 PAGE_SIZE = 100
-TWEET_FIELDS = "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets,note_tweet"
+TWEET_FIELDS = "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets,note_tweet,lang"
 EXPANSIONS = "author_id,referenced_tweets.id"
 USER_FIELDS = "username,name,public_metrics,profile_image_url"
 _ID = re.compile(r"[0-9]{1,20}")
@@ -134,7 +135,8 @@ def build_mention(tweet: Page, users: dict[str, Page], account_id: str) -> Norma
         kind="echo" if author.is_self else "comment" if to_brand else "mention", public=True,
         external_id=tweet["id"], thread_external_id=thread or tweet["id"], in_reply_to_external_id=parent,
         author=author, created_at=iso_time(tweet.get("created_at")),
-        text=unescape(text if isinstance(text, str) else ""), raw=tweet, account_id=account_id,
+        text=unescape(text if isinstance(text, str) else ""), detail=language_detail(tweet.get("lang")),
+        raw=tweet, account_id=account_id,
     )
 
 

@@ -24,6 +24,7 @@ from socialcrm.connector import (
     UnsupportedEvent,
 )
 from socialcrm.payload import clean_payload as clean
+from socialcrm.payload import language_detail
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -173,7 +174,7 @@ def build_tweet_event(tweet: Item, account_id: str) -> NormalizedEvent:
         external_id=tweet_id, thread_external_id=v1_thread(tweet), in_reply_to_external_id=parent,
         author=author, created_at=from_v1_time(tweet.get("created_at")),
         text=unescape(strip_media_links(text, media)), attachments=build_attachments(media),
-        raw=tweet, account_id=account_id,
+        detail=language_detail(tweet.get("lang")), raw=tweet, account_id=account_id,
     )
 
 

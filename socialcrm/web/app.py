@@ -16,14 +16,21 @@ from aiohttp import web
 import socialcrm
 from socialcrm.config import Settings
 from socialcrm.logs import request_id_middleware
+from socialcrm.web import answers as answer_pages
+from socialcrm.web import contacts, search as search_pages
 from socialcrm.web import (
     admin_channels,
     admin_users,
     auth,
+    collab,
     conversation,
+    dashboard,
     inbox,
     live,
     ops,
+    satisfaction,
+    sla_settings,
+    survey,
 )
 from socialcrm.web.csrf import csrf_middleware
 from socialcrm.web.keys import CORE, OWNS_CORE, SETTINGS, STREAMS
@@ -64,12 +71,20 @@ def create_app(settings: Settings, core: Core | None = None) -> web.Application:
 
 def _add_routes(app: web.Application) -> None:
     app.router.add_routes(auth.routes)
+    app.router.add_routes(answer_pages.routes)
     app.router.add_routes(inbox.routes)
+    app.router.add_routes(search_pages.routes)
+    app.router.add_routes(contacts.routes)
     app.router.add_routes(conversation.routes)
+    app.router.add_routes(collab.routes)
     app.router.add_routes(live.routes)
     app.router.add_routes(ops.routes)
     app.router.add_routes(admin_channels.routes)
     app.router.add_routes(admin_users.routes)
+    app.router.add_routes(dashboard.routes)
+    app.router.add_routes(satisfaction.routes)
+    app.router.add_routes(survey.routes)
+    app.router.add_routes(sla_settings.routes)
     app.router.add_static("/static/", asset_folder("static"), name="static")
     _webhook_routes(app)
 

@@ -27,7 +27,7 @@ from socialcrm.web.render import render
 COOKIE_NAME = "socialcrm_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
 PUBLIC_PATHS = frozenset({"/login", "/healthz", "/readyz", "/metrics"})  # /metrics checks its own token
-PUBLIC_PREFIXES = ("/static/", "/webhooks/")
+PUBLIC_PREFIXES = ("/static/", "/webhooks/", "/s/", "/l/")   # /l/: help-article short links
 LOGIN_FAILED = "Wrong username or password."
 #: The login throttle (policy and clock); tests put one with a fixed clock here.
 LOGIN_THROTTLE = web.AppKey("login_throttle", throttle.Throttle)

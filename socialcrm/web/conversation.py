@@ -10,9 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
-from socialcrm import conversations, moderation, replies
+from socialcrm import collision, conversations, linked_threads, moderation, replies
 from socialcrm import inbox as queries
 from socialcrm.users import Viewer
+from socialcrm.web import answers as answer_pages
 from socialcrm.web.auth import viewer_of
 from socialcrm.web.keys import CORE
 from socialcrm.web.render import render
@@ -29,7 +30,7 @@ async def _detail(request: web.Request, viewer: Viewer) -> queries.ConversationD
     return detail
 
 
-async def _visible_id(request: web.Request) -> tuple[Viewer, int]:
+async def visible_conversation(request: web.Request) -> tuple[Viewer, int]:
     """For actions: the viewer and the conversation id, after the same team check as the page."""
     viewer, conversation_id = viewer_of(request), int(request.match_info["id"])
     team_id = await queries.conversation_team(request.app[CORE].engine, conversation_id)
@@ -66,12 +67,15 @@ async def _composer(request: web.Request, detail: queries.ConversationDetail) ->
         return replies.ComposerInfo(None, bool(detail.conversation.public), None, False, str(exc))
 
 
-async def _page(request: web.Request, *, draft: str = "", error: str = "", status: int = 200) -> web.Response:
+async def _page(request: web.Request, *, draft: str = "", error: str = "", status: int = 200,
+                clash: collision.ReplyCollision | None = None) -> web.Response:
     viewer = viewer_of(request)
     detail = await _detail(request, viewer)
     composer = await _composer(request, detail)
     context = {**await _thread_context(request, detail, viewer), "composer": composer, "draft": draft,
-               "error": error}
+               "error": error, "seen_public_replies": collision.marker(detail.messages), "collision": clash,
+               "linked": await linked_threads.linked_view(request.app[CORE].engine, detail.conversation)}
+    context.update(await answer_pages.composer_context(request, composer))   # the counter's budget
     return await render(request, "conversation/page.html", context, status=status)
 
 
@@ -90,15 +94,19 @@ async def thread_partial(request: web.Request) -> web.StreamResponse:
 
 @routes.post(r"/conversations/{id:\d+}/reply", name="reply")
 async def reply(request: web.Request) -> web.StreamResponse:
-    viewer, conversation_id = await _visible_id(request)
+    viewer, conversation_id = await visible_conversation(request)
     form = await request.post()
     text, mode = str(form.get("text", "")), str(form.get("mode", "reply"))
     if mode not in ("reply", "private_reply", "template"):
         raise web.HTTPBadRequest(text="Choose a reply, a private reply or a template.")
     template = _template_choice(form) if mode == "template" else None
     try:
+        seen = collision.parse_marker(form.get("seen_public_replies"))
         await replies.compose(request.app[CORE], conversation_id, viewer.id, text,
-                              mode="reply" if template else mode, template=template)
+                              mode="reply" if template else mode, template=template, seen_public_replies=seen)
+    except collision.ReplyCollision as exc:
+        # 409: the draft is kept, the colleague's reply is shown above it, the marker now includes it.
+        return await _page(request, draft=text, error=str(exc), status=409, clash=exc)
     except replies.ReplyRejected as exc:
         return await _page(request, draft=text, error=str(exc), status=422)
     raise _back(request, conversation_id)
@@ -112,7 +120,7 @@ def _template_choice(form: Any) -> dict[str, Any]:
 
 async def _visible_message(request: web.Request) -> tuple[Viewer, int, int]:
     """The message must belong to the conversation the viewer may see (ids cannot be mixed)."""
-    viewer, conversation_id = await _visible_id(request)
+    viewer, conversation_id = await visible_conversation(request)
     message_id = int(request.match_info["mid"])
     if not await queries.message_in_conversation(request.app[CORE].engine, message_id, conversation_id):
         raise web.HTTPNotFound(text=NOT_FOUND)
@@ -146,7 +154,7 @@ async def retry(request: web.Request) -> web.StreamResponse:
 @routes.post(r"/conversations/{id:\d+}/assign", name="assign")
 async def assign(request: web.Request) -> web.StreamResponse:
     """Take the conversation ('me') or put it back in the queue ('none')."""
-    viewer, conversation_id = await _visible_id(request)
+    viewer, conversation_id = await visible_conversation(request)
     choice = (await request.post()).get("assignee")
     if choice not in ("me", "none"):
         raise web.HTTPBadRequest(text="Choose 'me' or 'none'.")
@@ -156,21 +164,21 @@ async def assign(request: web.Request) -> web.StreamResponse:
 
 @routes.post(r"/conversations/{id:\d+}/resolve", name="resolve")
 async def resolve(request: web.Request) -> web.StreamResponse:
-    viewer, conversation_id = await _visible_id(request)
+    viewer, conversation_id = await visible_conversation(request)
     await conversations.resolve(request.app[CORE], conversation_id, viewer.id)
     raise _back(request, conversation_id)
 
 
 @routes.post(r"/conversations/{id:\d+}/pending", name="pending")
 async def pending(request: web.Request) -> web.StreamResponse:
-    viewer, conversation_id = await _visible_id(request)
+    viewer, conversation_id = await visible_conversation(request)
     await conversations.set_pending(request.app[CORE], conversation_id, viewer.id)
     raise _back(request, conversation_id)
 
 
 @routes.post(r"/conversations/{id:\d+}/reopen", name="reopen")
 async def reopen(request: web.Request) -> web.StreamResponse:
-    viewer, conversation_id = await _visible_id(request)
+    viewer, conversation_id = await visible_conversation(request)
     await conversations.reopen(request.app[CORE], conversation_id, viewer.id)
     raise _back(request, conversation_id)
 

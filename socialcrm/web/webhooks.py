@@ -18,6 +18,7 @@ from aiohttp import web
 
 from socialcrm.channels import STOPPED, LoadedChannel
 from socialcrm.connector import WebhookRequest
+from socialcrm.db import unavailable
 from socialcrm.errors import InvalidSignature, MalformedPayload, UnsupportedEvent
 from socialcrm.health import rejections_for
 from socialcrm.receipts import StoreFailed
@@ -32,7 +33,22 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_route("POST", "/webhooks/{connector}/{channel_id:\\d+}", receive, name="webhook-channel")
 
 
+def _retry_later() -> web.HTTPServiceUnavailable:
+    return web.HTTPServiceUnavailable(text="could not store the delivery; please retry", headers={"Retry-After": "5"})
+
+
 async def _candidates(request: web.Request) -> list[LoadedChannel]:
+    """The channels this delivery may be for; 503 while the database cannot say (not 500)."""
+    try:
+        return await _load_candidates(request)
+    except Exception as exc:
+        if not unavailable(exc):
+            raise
+        log.warning("webhook %s: database unavailable (%s)", request.match_info["connector"], exc)
+        raise _retry_later() from None
+
+
+async def _load_candidates(request: web.Request) -> list[LoadedChannel]:
     core = request.app[CORE]
     key = request.match_info["connector"]
     if "channel_id" in request.match_info:
@@ -99,6 +115,5 @@ async def receive(request: web.Request) -> web.Response:
     try:
         await request.app[CORE].pipeline.submit(channel, req, events)
     except StoreFailed:
-        raise web.HTTPServiceUnavailable(text="could not store the delivery; please retry",
-                                         headers={"Retry-After": "5"}) from None
+        raise _retry_later() from None
     return web.json_response({"stored": True, "events": len(events)})

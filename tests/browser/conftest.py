@@ -13,11 +13,9 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,8 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+
+from tests.processes import free_port, wait_http
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,25 +48,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return   # it answers: up
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def run_cli(env: dict[str, str], *args: str) -> None:
@@ -271,5 +253,14 @@ def sign_in(page: Any, username: str = "agent", password: str = PASSWORD) -> Non
 
 
 def wait_live(page: Any) -> None:
-    """Until the page's event stream is open (subscribed on the server before it opens)."""
-    page.wait_for_function("window.__sseOpen === true", timeout=10_000)
+    """Until the page's event stream is open (subscribed on the server before it opens).
+
+    Polled from here with evaluate(): page.wait_for_function has to compile its expression in
+    the page, which our Content-Security-Policy (no unsafe-eval) forbids whenever the first
+    check fails, making the wait itself flaky.
+    """
+    deadline = time.monotonic() + 10
+    while page.evaluate("() => window.__sseOpen === true") is not True:
+        if time.monotonic() > deadline:
+            raise AssertionError("the page's event stream did not open within 10 s")
+        page.wait_for_timeout(50)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import ROOT, Stack, free_port, run_cli, sign_in, wait_http
+from tests.browser.conftest import ROOT, Stack, run_cli, sign_in
+from tests.processes import free_port, wait_http
 
 RIGHT_TOKEN = "7012345678:AAH-right-Token_x9Kq"
 WRONG_TOKEN = "7012345678:AAH-wrong-Token_0000"

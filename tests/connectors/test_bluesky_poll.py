@@ -83,17 +83,18 @@ def ev(kind: str, external_id: str, thread: str, author: Author, created_at: dat
 MENTIONS_EVENTS = [
     ev("mention", INGRID_MENTION, INGRID_MENTION, INGRID, nov25(8, 10, 1, 502),
        "Hei @nordlysko.bsky.social! Når kommer bestillingen min? Ordre 48213 🙏",
-       attachments=[Attachment("image", None, "image/jpeg", "Ordrebekreftelse 48213")]),
+       attachments=[Attachment("image", None, "image/jpeg", "Ordrebekreftelse 48213")], detail={"language": "nb"}),
     ev("comment", SVEN_REPLY, BRAND_POST, SVEN, nov25(8, 11, 4, 871), "Samma problem här, ingen leverans än. 📦",
-       in_reply_to_external_id=BRAND_REPLY),
+       in_reply_to_external_id=BRAND_REPLY, detail={"language": "sv"}),
     ev("mention", JAMES_QUOTE, JAMES_QUOTE, JAMES, nov25(8, 12, 9, 900),
-       "Anyone else still waiting for their winter boots? 🤔"),
+       "Anyone else still waiting for their winter boots? 🤔", detail={"language": "en"}),
     ev("reaction", SVEN_LIKE, BRAND_POST, SVEN, nov25(8, 14, 59, 210), target_external_id=BRAND_POST,
        detail={"emoji": "❤️", "action": "react", "by": SVEN.external_id}),
 ]
 # Its createdAt is 2030 (after indexedAt): the indexing time counts instead.
 ASTRID_EVENT = ev("comment", ASTRID_REPLY, BRAND_POST, ASTRID, nov25(8, 5, 30, 300),
-                  "Kan jeg bytte størrelse på støvlene? 👢", in_reply_to_external_id=BRAND_POST)
+                  "Kan jeg bytte størrelse på støvlene? 👢", in_reply_to_external_id=BRAND_POST,
+                  detail={"language": "nb"})
 MARK_AFTER_MENTIONS = ('{"indexedAt":"2026-11-25T08:15:00.412Z","uris":'
                        '["at://did:plc:svenkq7a2m4xwbt3oepzc6yh/app.bsky.feed.like/3lbzsvlike22c"]}')
 MARK_AT_JAMES = f'{{"indexedAt":"2026-11-25T08:02:00.000Z","uris":["{JAMES_MENTION}"]}}'
@@ -233,7 +234,8 @@ async def test_the_brands_own_post_is_an_echo(connector, platform) -> None:
     events, _ = await connector.poll(None)
     assert_events(events, [ev("echo", BRAND_REPLY, BRAND_POST, BRAND, nov25(8, 9, 0),
                               "Beklager ventetiden, Ingrid! Vi har sendt deg en oppdatering.",
-                              in_reply_to_external_id="at://did:plc:ingridhx4m7q2vkaoe5tzw3b/app.bsky.feed.post/3lbzingcom22a")])
+                              in_reply_to_external_id="at://did:plc:ingridhx4m7q2vkaoe5tzw3b/app.bsky.feed.post/3lbzingcom22a",
+                              detail={"language": "nb"})])
 
 
 @pytest.mark.parametrize("answer", [[], {"notifications": "none"}, {"cursor": "x"}])
@@ -387,6 +389,6 @@ def test_poll_once_prints_the_events_and_the_cursor(platform, capsys) -> None:
         "author": {"external_id": SVEN.external_id, "name": "Sven Nilsson", "handle": "svenne.bsky.social",
                    "avatar_url": SVEN.avatar_url, "followers": None, "is_self": False},
         "text": "Samma problem här, ingen leverans än. 📦", "created_at": "2026-11-25T08:11:04.871Z",
-        "attachments": [], "target_external_id": None, "detail": {}, "account_id": IDENTIFIER,
+        "attachments": [], "target_external_id": None, "detail": {"language": "sv"}, "account_id": IDENTIFIER,
     }
     assert not any(secret in out for secret in SECRETS)

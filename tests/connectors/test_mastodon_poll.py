@@ -58,17 +58,18 @@ PAGE_ONE = [
        "Kjøpt 3. november, ordrenummer 48213.\nKan dere hjelpe? 👩‍👩‍👧 🇳🇴",
        attachments=[Attachment("image", MEDIA + "000/original/57859aede991da25.jpeg", None,
                                "Ødelagt bakhjul, eikene er bøyd"),
-                    Attachment("video", MEDIA + "001/original/bc84838f77991326.mp4", None, None)]),
+                    Attachment("video", MEDIA + "001/original/bc84838f77991326.mp4", None, None)],
+       detail={"language": "nb"}),
     ev("comment", True, "113500000000000200", "113499999999999100", JAMES, nov25(9, 20, 41, 77),
        "@nordlys Same here, the order page says https://nordlys.example/orders/48213/tracking?lang=en "
-       "& nothing moves >:(", in_reply_to_external_id="113499999999999100"),
+       "& nothing moves >:(", in_reply_to_external_id="113499999999999100", detail={"language": "en"}),
 ]
 PAGE_TWO = [
     ev("reaction", True, "113500000000000300:favourite:110223344556677889", "113500000000000100", INGRID,
        nov25(9, 32, 12, 779), target_external_id="113500000000000300",
        detail={"emoji": "⭐", "action": "react", "by": "110223344556677889"}),
     ev("comment", True, "113500000000000400", "113500000000000300", INGRID, nov25(9, 40, 0, 1),
-       "@nordlys Takk, det gjør jeg!", in_reply_to_external_id="113500000000000300"),
+       "@nordlys Takk, det gjør jeg!", in_reply_to_external_id="113500000000000300", detail={"language": "nb"}),
 ]
 
 
@@ -212,7 +213,8 @@ async def test_direct_mention_is_a_private_message(connector, platform) -> None:
     events, cursor = await poll_fixture(connector, platform, "notifications__mention_direct")
     assert_events(events, [ev("message", False, "113500000000000500", "113500000000000500", SVEN,
                               nov25(10, 2, 15, 123), "@nordlys Hej! Min beställning 48213 har inte kommit. "
-                              "Jag skrev <script>alert(1)</script> i kommentarsfältet, var det fel? 😬")])
+                              "Jag skrev <script>alert(1)</script> i kommentarsfältet, var det fel? 😬",
+                              detail={"language": "sv"})])
     assert cursor == "10010"
 
 
@@ -220,7 +222,8 @@ async def test_followers_only_mention_is_semi_private(connector, platform) -> No
     events, _ = await poll_fixture(connector, platform, "notifications__mention_private")
     assert_events(events, [ev("mention", False, "113500000000000600", "113500000000000600", JAMES,
                               nov25(10, 30, 0, 500), "CW: personal info\n\n"
-                              "@nordlys my address changed, new one is in the attached note")])
+                              "@nordlys my address changed, new one is in the attached note",
+                              detail={"language": "en"})])
 
 
 async def test_edit_of_a_status_that_mentions_us_and_not_of_others(connector, platform) -> None:
@@ -375,7 +378,7 @@ def test_poll_once_prints_the_events_and_the_cursor(capsys) -> None:
                    "followers": 48, "is_self": False},
         "text": "@nordlys Hej! Min beställning 48213 har inte kommit. Jag skrev <script>alert(1)</script> "
                 "i kommentarsfältet, var det fel? 😬",
-        "created_at": "2026-11-25T10:02:15.123Z", "attachments": [], "target_external_id": None, "detail": {},
-        "account_id": BRAND_ID,
+        "created_at": "2026-11-25T10:02:15.123Z", "attachments": [], "target_external_id": None,
+        "detail": {"language": "sv"}, "account_id": BRAND_ID,
     }]
     assert TOKEN not in out

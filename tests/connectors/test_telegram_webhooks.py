@@ -47,18 +47,22 @@ def ev(kind: str, public: bool, external_id: str, thread: str, author: Author, c
                            author=author, created_at=created_at, text=text, account_id=None, **fields)
 
 
+#: `from.language_code` of each sender: the language of their Telegram app.
+NB, SV, EN = {"language": "nb"}, {"language": "sv"}, {"language": "en"}
+
+
 def file(kind: str, file_id: str, mime_type: str | None = None) -> Attachment:
     return Attachment(kind, url=None, mime_type=mime_type, name=f"telegram-file:{file_id}")
 
 
 EXPECTED: dict[str, list[NormalizedEvent]] = {
     "message__private_text": [ev("message", False, "5012345678:42", "5012345678", INGRID, nov24(9, 14, 5),
-                                 "Hei! Hvor er pakken min? Ordre 48213.")],
+                                 "Hei! Hvor er pakken min? Ordre 48213.", detail=NB)],
     "message__group": [ev("comment", True, "-4012345678:310", "-4012345678", SVEN, nov24(9, 15, 0),
-                          "Har noen andre ventet over en uke på levering?")],
+                          "Har noen andre ventet over en uke på levering?", detail=SV)],
     "message__supergroup_reply": [ev("comment", True, f"{SUPER}:1206", SUPER, JAMES, nov24(9, 16, 0),
                                      "Same here, three weeks and counting.",
-                                     in_reply_to_external_id=f"{SUPER}:1205")],
+                                     in_reply_to_external_id=f"{SUPER}:1205", detail=EN)],
     "channel_post__text": [ev("mention", True, "-1001122334455:77", "-1001122334455", NEWS, nov24(9, 17, 0),
                               "Vi har forsinkelser på leveranser denne uken. Beklager!")],
     # The edit's own time is edit_date, and its id carries it: every later edit is a new change.
@@ -66,14 +70,16 @@ EXPECTED: dict[str, list[NormalizedEvent]] = {
                                 nov24(9, 18, 0), "Hei! Hvor er pakken min? Ordrenummer 48213, sendt 12. november.",
                                 target_external_id="5012345678:42")],
     "message__photo": [ev("message", False, "6023456789:17", "6023456789", SVEN, nov24(9, 19, 0),
-                          "Esken kom knust 😞", attachments=[file("image", "AgACAgQAAxkBAAMRZ0Ph-large")])],
+                          "Esken kom knust 😞", attachments=[file("image", "AgACAgQAAxkBAAMRZ0Ph-large")],
+                          detail=SV)],
     "message__sticker": [ev("message", False, "5012345678:43", "5012345678", INGRID, nov24(9, 20, 0), "👍",
-                            attachments=[file("sticker", "CAACAgIAAxkBAAMrZ0Pi-sticker")])],
+                            attachments=[file("sticker", "CAACAgIAAxkBAAMrZ0Pi-sticker")], detail=NB)],
     "message__document": [ev("message", False, "7034567890:5", "7034567890", JAMES, nov24(9, 21, 0),
                              "Here is the receipt.",
-                             attachments=[file("file", "BQACAgQAAxkBAAMFZ0Pj-receipt", "application/pdf")])],
+                             attachments=[file("file", "BQACAgQAAxkBAAMFZ0Pj-receipt", "application/pdf")],
+                             detail=EN)],
     "message__voice": [ev("message", False, "5012345678:44", "5012345678", INGRID, nov24(9, 22, 0),
-                          attachments=[file("audio", "AwACAgQAAxkBAAMsZ0Pk-voice", "audio/ogg")])],
+                          attachments=[file("audio", "AwACAgQAAxkBAAMsZ0Pk-voice", "audio/ogg")], detail=NB)],
     "message_reaction__add": [ev("reaction", True, f"{SUPER}:1207:react:7034567890:1795512180:❤", SUPER, JAMES,
                                  nov24(9, 23, 0), target_external_id=f"{SUPER}:1207",
                                  detail={"emoji": "❤", "action": "react", "by": "7034567890"})],
@@ -304,7 +310,7 @@ def test_parse_webhook_prints_the_documented_events(capsys) -> None:
         "author": {"external_id": "7034567890", "name": "James Walker", "handle": None, "avatar_url": None,
                    "followers": None, "is_self": False},
         "text": "Same here, three weeks and counting.", "created_at": "2026-11-24T09:16:00.000Z",
-        "attachments": [], "target_external_id": None, "detail": {}, "account_id": None,
+        "attachments": [], "target_external_id": None, "detail": {"language": "en"}, "account_id": None,
     }]
 
 

@@ -34,7 +34,7 @@ NOW = datetime(2026, 11, 25, 8, 0, 0, tzinfo=UTC)
 NOW_EPOCH = 1795593600                  # NOW as epoch seconds, written out by hand
 MENTIONS = f"/2/users/{BRAND_ID}/mentions"
 FIELDS = {"max_results": "100",
-          "tweet.fields": "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets,note_tweet",
+          "tweet.fields": "created_at,author_id,conversation_id,in_reply_to_user_id,referenced_tweets,note_tweet,lang",
           "expansions": "author_id,referenced_tweets.id", "user.fields": "username,name,public_metrics,profile_image_url"}
 
 P1A, P1B = "2125495956534198289", "2125495956534198288"     # one apart: the same float
@@ -58,10 +58,10 @@ POLLED = [
     mention(P2Q, P2Q, JAMES, datetime(2026, 11, 25, 7, 30, tzinfo=UTC),
             "Finally arrived. Worth the wait, @fjordkaffe. https://t.co/Hb3kR9wQmZ"),
     mention(P1B, P1B, INGRID, datetime(2026, 11, 25, 7, 45, tzinfo=UTC),
-            "@fjordkaffe Har dere Polarnatt som hele bønner også? 日本でも買えますか？"),
+            "@fjordkaffe Har dere Polarnatt som hele bønner også? 日本でも買えますか？", detail={"language": "no"}),
     mention(P1A, POST, SVEN, datetime(2026, 11, 25, 7, 45, tzinfo=UTC),
             "@fjordkaffe Fick paketet nu, tack! Polarnatt & kanelbulle = perfekt 👌", kind="comment",
-            in_reply_to_external_id=POST),
+            in_reply_to_external_id=POST, detail={"language": "sv"}),
 ]
 
 

@@ -62,18 +62,23 @@ def ev(kind: str, public: bool, external_id: str, thread: str, author: Author, c
                            author=author, created_at=created_at, text=text, account_id=BRAND_ID, **fields)
 
 
+#: X's detected `lang` of a post ("no": X does not tell Bokmål from Nynorsk); DMs have none.
+NO, EN = {"language": "no"}, {"language": "en"}
+
 EXPECTED: dict[str, list[NormalizedEvent]] = {
     "tweet_create__mention": [ev(
         "mention", True, MENTION, MENTION, INGRID, nov24(8, 13, 20),
-        "@fjordkaffe Hei! Når kommer bestillingen min? Ordre 48213 har stått på «under behandling» i ei uke 😕")],
+        "@fjordkaffe Hei! Når kommer bestillingen min? Ordre 48213 har stått på «under behandling» i ei uke 😕",
+        detail=NO)],
     # A reply to one of the brand's own posts is a comment under it; thread = the post replied to.
     "tweet_create__reply_to_brand": [ev(
         "comment", True, "2125140873051247717", POST, SVEN, nov24(8, 14, 2),
-        "@fjordkaffe Samma problem här, ingen leverans än. Finns den i Sverige?", in_reply_to_external_id=POST)],
+        "@fjordkaffe Samma problem här, ingen leverans än. Finns den i Sverige?", in_reply_to_external_id=POST,
+        detail={"language": "sv"})],
     "tweet_create__echo": [ev(
         "echo", True, "2125142563356870828", MENTION, BRAND, nov24(8, 20, 45),
         "@ingridh Beklager ventetiden, Ingrid! Vi har sendt deg en DM med sporingsnummeret.",
-        in_reply_to_external_id=MENTION)],
+        in_reply_to_external_id=MENTION, detail=NO)],
     # truncated=true: the full text comes from extended_tweet, &amp; &lt; &gt; become plain text,
     # and the t.co link standing for the photo gives way to the attachment.
     "tweet_create__extended": [ev(
@@ -82,13 +87,13 @@ EXPECTED: dict[str, list[NormalizedEvent]] = {
         "hasn't answered my email either. Ordered 2 bags of Polarnatt on the 14th. Photo of the \"delivered\" "
         "notice I got, with no parcel anywhere:",
         in_reply_to_external_id=MENTION,
-        attachments=[Attachment("image", "https://pbs.twimg.com/media/GdQx1aBXkAEz9pL.jpg")])],
+        attachments=[Attachment("image", "https://pbs.twimg.com/media/GdQx1aBXkAEz9pL.jpg")], detail=EN)],
     # The middle item has no id_str: it is skipped (logged), the other two arrive.
     "tweet_create__batch": [
         ev("mention", True, "2125154957524329857", "2125154957524329857", INGRID, nov24(9, 10, 0),
-           "@fjordkaffe Takk, fikk DM-en! 🙏"),
+           "@fjordkaffe Takk, fikk DM-en! 🙏", detail=NO),
         ev("mention", True, "2125155586668568606", "2125155586668568606", JAMES, nov24(9, 12, 30),
-           "@fjordkaffe Any update on my order? #polarnatt"),
+           "@fjordkaffe Any update on my order? #polarnatt", detail=EN),
     ],
     "direct_message__text": [ev(
         "message", False, "2125162507269145273", SVEN_DM_THREAD, SVEN, nov24(9, 40, 0, 123),

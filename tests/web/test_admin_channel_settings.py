@@ -205,7 +205,7 @@ async def test_a_removed_channel_is_not_polled_nor_sent_through(world: World) ->
     assert await dispatcher.claim() == []
     polled: list[int] = []
 
-    async def poll_channel(c) -> int:
+    async def poll_channel(c, **_options) -> int:
         polled.append(c.id)
         return 0
 
