@@ -166,8 +166,19 @@
   });
 
   rememberOrder();
+  // A live refresh replaces the rows: keep the selection, and the focus if a row had it, so an
+  // agent moving with j/k is not thrown back to the top of the page by a new message.
+  let listHadFocus = false;
+  document.body.addEventListener("htmx:beforeSwap", (event) => {
+    if (event.target && event.target.id === "inbox") listHadFocus = event.target.contains(document.activeElement);
+  });
   document.body.addEventListener("htmx:afterSwap", (event) => {
-    if (event.target && event.target.id === "inbox") { rememberOrder(); reselect(); }
+    if (!event.target || event.target.id !== "inbox") return;
+    rememberOrder();
+    reselect();
+    const row = queueRows().find((r) => r.dataset.conversationId === selectedId);
+    const link = row && row.querySelector("a");
+    if (listHadFocus && link) link.focus();
   });
   showConversationNav();
 })();

@@ -228,7 +228,8 @@ def watched_page(chromium: Any, base_url: str) -> Iterator[Watched]:
         dialog.dismiss()
 
     page.on("dialog", on_dialog)
-    page.on("console", lambda msg: w.csp_errors.append(msg.text)
+    page.on("console", lambda msg: w.csp_errors.append(f"{msg.text} (at {msg.location.get('url')}:"
+                                                        f"{msg.location.get('lineNumber')})")
             if "Content Security Policy" in msg.text else None)
     # Injected by the browser driver, not by the page: it is not subject to the page's CSP.
     page.add_init_script("document.addEventListener('htmx:sseOpen', () => { window.__sseOpen = true; });")
