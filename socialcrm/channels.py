@@ -100,6 +100,7 @@ class ChannelStore:
             id=row.id or 0, team_id=row.team_id,
             sla_public_minutes=row.sla_public_minutes or self.settings.sla_public_minutes,
             sla_private_minutes=row.sla_private_minutes or self.settings.sla_private_minutes,
+            private_reply_to_public=cls.capabilities.private_reply_to_public,
         )
         return LoadedChannel(row, connector, info)
 

@@ -43,6 +43,9 @@ class ChannelInfo:
     team_id: int
     sla_public_minutes: int
     sla_private_minutes: int
+    #: The platform lets us answer a public comment privately, so a DM may continue a comment
+    #: (linked_threads); elsewhere that lookup is skipped on every batch.
+    private_reply_to_public: bool = True
 
 
 @dataclass
@@ -85,7 +88,8 @@ def apply_sync(conn: Connection, channel: ChannelInfo, events: list[NormalizedEv
             _apply_change(conn, channel.id, event.target_external_id or event.external_id,
                                 event.kind, clean_text(event.text), event.detail, event.created_at, result)
     _flush(conn, channel, run, result, now)
-    result.conversations |= linked_threads.link_after_ingest(conn, channel.id, events, now)
+    if channel.private_reply_to_public:
+        result.conversations |= linked_threads.link_after_ingest(conn, channel.id, events, now)
     return result
 
 

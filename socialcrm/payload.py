@@ -63,3 +63,12 @@ def language_detail(tag: Any) -> dict[str, str]:
     """`NormalizedEvent.detail` for an item whose platform reported `tag`: {"language": code} or {}."""
     code = language_code(tag)
     return {"language": code} if code else {}
+
+
+def error_words(body: Any, platform: str, status: int) -> str:
+    """A refusal as the agent reads it: the platform's own `{"error": "..."}` words on one line,
+    or a plain sentence when it sent none (or no JSON at all)."""
+    message = body.get("error") if isinstance(body, dict) else None
+    if isinstance(message, str) and message.strip():
+        return " ".join(message.split())
+    return f"{platform} refused the request (HTTP {status})"

@@ -165,10 +165,12 @@ async def test_an_agents_answer_in_the_linked_dm_is_a_next_response(database_url
         assert tl.first_response is None and tl.next_responses[0].status == "met"
 
 
-async def identity_story(core, *, reply_status: str = "sent", reply_age: timedelta = timedelta(minutes=5)):
-    """The simulator's identity rule: the commenter's id is also their DM id (one identity)."""
+async def identity_story(core, *, reply_status: str = "sent", reply_age: timedelta = timedelta(minutes=5),
+                         private_replies: bool = True):
+    """The simulator's identity rule: the commenter's id is also their DM id (one identity). The
+    simulator declares no private replies to comments, so the story says its platform has them."""
     channel_id = await add_team_and_channel(core)
-    info = (await core.channels.get(channel_id)).info
+    info = dataclasses.replace((await core.channels.get(channel_id)).info, private_reply_to_public=private_replies)
     t0 = datetime.fromisoformat("2026-11-24T10:00:00+00:00")
     async with core.engine.begin() as conn:
         await ingest.apply(conn, info, [ev("comment", "c-1", "post-1", author="sigrid", public=True, at=t0)], now=t0)
@@ -200,10 +202,16 @@ async def test_no_link_after_a_failed_or_old_private_reply(database_url, status,
         assert [e.kind for e in await log(core, dm)].count("linked") == 0
 
 
+async def test_a_platform_without_private_replies_to_comments_is_never_searched_for_links(database_url):
+    async with running_core(database_url) as core:
+        _, dm, _ = await identity_story(core, private_replies=False)
+        assert (await row(core, dm)).linked_from_id is None
+
+
 async def test_a_link_is_made_once(database_url):
     async with running_core(database_url) as core:
         public, dm, _ = await identity_story(core)
-        info = (await core.channels.get(1)).info
+        info = dataclasses.replace((await core.channels.get(1)).info, private_reply_to_public=True)
         later = datetime.fromisoformat("2026-11-24T11:00:00+00:00")
         async with core.engine.begin() as conn:
             await ingest.apply(conn, info, [ev("message", "dm-3", "sigrid", author="sigrid", at=later)], now=later)

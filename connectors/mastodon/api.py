@@ -15,6 +15,7 @@ from socialcrm.errors import (
     TransientError,
     platform_errors,
 )
+from socialcrm.payload import error_words
 
 PLATFORM = "the Mastodon instance"
 NOTIFICATIONS_PATH = "/api/v1/notifications"
@@ -85,12 +86,10 @@ def retry_after(response: httpx.Response, now: datetime) -> float:
 def error_text(response: httpx.Response) -> str:
     """The Error entity's `error`, or a plain sentence when there is none."""
     try:
-        message = response.json().get("error")
-    except (ValueError, AttributeError):
-        message = None
-    if isinstance(message, str) and message.strip():
-        return " ".join(message.split())
-    return f"{PLATFORM} refused the request (HTTP {response.status_code})"
+        body = response.json()
+    except ValueError:
+        body = None
+    return error_words(body, PLATFORM, response.status_code)
 
 
 def notifications_params(cursor: str | None) -> Params:

@@ -16,6 +16,7 @@ from socialcrm.errors import (
     TransientError,
     platform_errors,
 )
+from socialcrm.payload import error_words
 
 PLATFORM = "the simulated platform"
 EVENTS_PATH = "/api/events"
@@ -73,12 +74,10 @@ def retry_after(response: httpx.Response) -> float:
 def error_text(response: httpx.Response) -> str:
     """The platform's own `{"error": "..."}` words, or a plain sentence when it sent none."""
     try:
-        message = response.json().get("error")
-    except (ValueError, AttributeError):
-        message = None
-    if isinstance(message, str) and message.strip():
-        return " ".join(message.split())
-    return f"{PLATFORM} refused the request (HTTP {response.status_code})"
+        body = response.json()
+    except ValueError:
+        body = None
+    return error_words(body, PLATFORM, response.status_code)
 
 
 def events_params(cursor: str | None) -> dict[str, str]:

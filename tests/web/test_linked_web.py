@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import sqlalchemy as sa
 
 from socialcrm import ingest, models, replies
@@ -22,8 +24,10 @@ async def _linked(world) -> tuple[int, int]:
         await conn.execute(msg_t.update().where(msg_t.c.id == mid).values(status="sent", external_id="pr-1"))
     channel = await world.core.channels.get(world.care_channel)
     async with world.core.engine.begin() as conn:
-        await ingest.apply(conn, channel.info, [ev("message", "dm-1", "sigrid", author="sigrid", text="Order 42",
-                                                   at=T0 + minutes(30))], now=T0 + minutes(30))
+        # The simulator declares no private replies to comments; this story's platform has them.
+        info = dataclasses.replace(channel.info, private_reply_to_public=True)
+        await ingest.apply(conn, info, [ev("message", "dm-1", "sigrid", author="sigrid", text="Order 42",
+                                         at=T0 + minutes(30))], now=T0 + minutes(30))
     return public, await conversation_of(world.core, world.care_channel, "dm-1")
 
 
